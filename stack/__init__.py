@@ -1,0 +1,3 @@
+"""qcstack: a hardened, containerized deployment of the QuantConnect MCP server."""
+
+__version__ = "0.1.0"
