@@ -6,10 +6,25 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from stack.process import CommandError
+from stack.compose import ComposeProject
+from stack.process import CommandError, run, step
 from stack.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def operator_project(settings: Settings) -> ComposeProject:
+    return ComposeProject(settings, settings.project_name, settings.secrets_dir)
+
+
+def prepare_test_secrets(settings: Settings) -> ComposeProject:
+    from stack.secrets import write_secret
+    from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
+
+    directory = settings.build_dir / "test-secrets"
+    write_secret(directory, "qc_user_id", CANARY_USER_ID)
+    write_secret(directory, "qc_api_token", CANARY_API_TOKEN)
+    return ComposeProject(settings, settings.test_project_name, directory)
 
 
 def cmd_build(settings: Settings, args: argparse.Namespace) -> int:
@@ -20,11 +35,148 @@ def cmd_build(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.secrets import ensure_secrets
+
+    ensure_secrets(settings.secrets_dir, interactive=True)
+    cmd_build(settings, args)
+    project = operator_project(settings)
+    with step(f"start compose project {project.name}"):
+        project.up()
+    project.run("ps")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    project = operator_project(settings)
+    with step(f"stop compose project {project.name}"):
+        project.down()
+    return 0
+
+
+def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--project={project}",
+        f"--hosts={settings.test_hosts}",
+        *extra,
+    ]
+
+
+def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
+    """Unit tests, then a clean test stack with canary credentials and every infra suite."""
+    root = settings.repo_root
+    with step("unit tests (no Docker)"):
+        unit = run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(root / "tests")],
+            check=False,
+        )
+    if unit.returncode != 0:
+        return unit.returncode
+    cmd_build(settings, args)
+    project = prepare_test_secrets(settings)
+    with step(f"clean start of compose project {project.name}"):
+        project.down()
+        project.up()
+    try:
+        with step("infra suites"):
+            infra = run(
+                pytest_command(
+                    settings, project.name, str(root / "infra_tests"), *args.pytest_args
+                ),
+                check=False,
+            )
+        if infra.returncode != 0:
+            print(project.logs(), file=sys.stderr)
+        return infra.returncode
+    finally:
+        if not args.keep:
+            project.down()
+
+
+def cmd_controls(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.readme import README_PATH, render_table, update_readme
+
+    if args.write_readme:
+        changed = update_readme(README_PATH)
+        print(f"{README_PATH.name}: {'updated' if changed else 'already current'}")
+    else:
+        print(render_table())
+    return 0
+
+
+def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.controls import CONTROLS
+    from stack.mutation import MutationResult, mutable_controls, mutation_project, read_report
+
+    cmd_build(settings, args)
+    secrets = prepare_test_secrets(settings).secrets_dir
+    wanted = set(args.control)
+    results: list[MutationResult] = []
+    for control in mutable_controls():
+        if wanted and control.id not in wanted:
+            continue
+        project = mutation_project(settings, control, secrets)
+        report = settings.build_dir / "mutations" / f"{control.id}.json"
+        report.unlink(missing_ok=True)
+        with step(f"{control.id} switched off: {control.title}"):
+            try:
+                project.down()
+                project.up()
+                run(
+                    pytest_command(
+                        settings,
+                        project.name,
+                        "-q",
+                        "--no-header",
+                        "-p",
+                        "no:randomly",
+                        f"--control={control.id}",
+                        f"--control-report={report}",
+                        str(settings.repo_root / "infra_tests"),
+                    ),
+                    check=False,
+                )
+                red, total = read_report(report, control.id)
+                results.append(MutationResult(control.id, red, total))
+            except CommandError as error:
+                results.append(MutationResult(control.id, {}, {}, str(error).splitlines()[0]))
+            finally:
+                project.down()
+    print("\nmutation check: each control switched off alone, its tests expected red")
+    for result in results:
+        print("  " + result.summary())
+    untouched = [c.id for c in CONTROLS if c not in mutable_controls()]
+    print("  not switchable through compose (built into the image): " + ", ".join(untouched))
+    return 0 if all(r.covered for r in results) else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="qcstack", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build every image from local inputs")
-    build.set_defaults(handler=cmd_build)
+    commands.add_parser("build", help="build every image from local inputs").set_defaults(
+        handler=cmd_build
+    )
+    commands.add_parser("up", help="build and start the stack").set_defaults(handler=cmd_up)
+    commands.add_parser("down", help="stop the stack").set_defaults(handler=cmd_down)
+    test = commands.add_parser("test", help="run every suite against a fresh test stack")
+    test.add_argument("--keep", action="store_true", help="leave the test stack running")
+    test.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the infra suites")
+    test.set_defaults(handler=cmd_test)
+    controls = commands.add_parser("controls", help="print the threat-model table")
+    controls.add_argument(
+        "--write-readme", action="store_true", help="regenerate the table in README.md"
+    )
+    controls.set_defaults(handler=cmd_controls)
+    mutation = commands.add_parser(
+        "mutation-check", help="switch each control off in turn and show its tests go red"
+    )
+    mutation.add_argument("--control", action="append", default=[], help="only this control ID")
+    mutation.set_defaults(handler=cmd_mutation_check)
     return top
 
 
@@ -37,7 +189,3 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"qcstack: {error}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

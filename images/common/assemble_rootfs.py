@@ -15,14 +15,39 @@ from pathlib import Path
 # Stdlib parts no server of ours imports: tools, GUIs, tests, and the installers an attacker
 # would use to add code.
 STDLIB_EXCLUDED = {
-    "ensurepip", "idlelib", "tkinter", "turtledemo", "test", "lib2to3", "pydoc_data",
-    "distutils", "venv", "sqlite3", "dbm", "curses", "site-packages", "dist-packages",
-    "config-3.11-x86_64-linux-gnu", "turtle.py",
+    "ensurepip",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "test",
+    "lib2to3",
+    "pydoc_data",
+    "distutils",
+    "venv",
+    "sqlite3",
+    "dbm",
+    "curses",
+    "site-packages",
+    "dist-packages",
+    "config-3.11-x86_64-linux-gnu",
+    "turtle.py",
 }
 # Extension modules that pull in libraries the servers do not need.
 DYNLOAD_EXCLUDED_PREFIXES = (
-    "_curses", "readline", "_dbm", "_gdbm", "_sqlite3", "_tkinter", "xxlimited", "_test",
-    "_ctypes_test", "_xxtestfuzz", "_xxsubinterpreters", "nis", "ossaudiodev", "audioop",
+    "_curses",
+    "readline",
+    "_dbm",
+    "_gdbm",
+    "_sqlite3",
+    "_tkinter",
+    "xxlimited",
+    "_test",
+    "_ctypes_test",
+    "_xxtestfuzz",
+    "_xxsubinterpreters",
+    "nis",
+    "ossaudiodev",
+    "audioop",
 )
 
 
@@ -67,7 +92,9 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--uid", type=int, required=True)
     parser.add_argument("--user", required=True)
-    parser.add_argument("--site", type=Path, required=True, help="path of the installed packages in the image")
+    parser.add_argument(
+        "--site", type=Path, required=True, help="path of the installed packages in the image"
+    )
     args = parser.parse_args()
     root: Path = args.root
 

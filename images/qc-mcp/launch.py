@@ -20,17 +20,20 @@ def read_secret(name: str, path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             value = handle.read().strip()
     except OSError as error:
-        sys.exit(f"qc-mcp: cannot read secret {name} from {path} ({error.strerror}); "
-                 "mount it as a Docker secret readable by uid 10001")
+        sys.exit(
+            f"qc-mcp: cannot read secret {name} from {path} ({error.strerror}); "
+            "mount it as a Docker secret readable by uid 10001"
+        )
     if not value:
         sys.exit(f"qc-mcp: secret {name} in {path} is empty; write the credential into it")
     return value
 
 
 def main() -> None:
+    leaked = sorted(name for name in SECRET_FILES if name in os.environ)
+    if leaked:
+        sys.exit(f"qc-mcp: {', '.join(leaked)} set in the environment; pass only secret files")
     for name, path in SECRET_FILES.items():
-        if name in os.environ:
-            sys.exit(f"qc-mcp: {name} is set in the environment; pass it only as a secret file")
         os.environ[name] = read_secret(name, path)
     sys.argv = ["quantconnect-mcp-server"]
     runpy.run_module("main", run_name="__main__", alter_sys=True)

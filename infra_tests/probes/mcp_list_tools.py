@@ -9,7 +9,10 @@ from mcp.client.streamable_http import streamablehttp_client
 
 
 async def list_tools(url: str) -> list[str]:
-    async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
+    async with (
+        streamablehttp_client(url) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         result = await session.list_tools()
         return sorted(tool.name for tool in result.tools)

@@ -39,24 +39,36 @@ def ensure_base_image(settings: Settings) -> str:
             "QCSTACK_BASE_IMAGE to a base image that has python3.11 and /bin/sh"
         )
     if shutil.which("debootstrap") is None:
-        raise CommandError("debootstrap is missing: run scripts/install-docker or apt-get install debootstrap")
+        raise CommandError(
+            "debootstrap is missing: run scripts/install-docker or apt-get install debootstrap"
+        )
     rootfs = settings.build_dir / "rootfs" / tag.split(":")[1]
     shutil.rmtree(rootfs, ignore_errors=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
-    with step(f"debootstrap {settings.debian_suite} ({VARIANT} + {', '.join(PACKAGES)}) into {rootfs}"):
-        run([
-            "debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}",
-            settings.debian_suite, rootfs, settings.debian_mirror,
-        ])
+    with step(
+        f"debootstrap {settings.debian_suite} ({VARIANT} + {', '.join(PACKAGES)}) into {rootfs}"
+    ):
+        run(
+            [
+                "debootstrap",
+                f"--variant={VARIANT}",
+                f"--include={','.join(PACKAGES)}",
+                settings.debian_suite,
+                rootfs,
+                settings.debian_mirror,
+            ]
+        )
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (rootfs / cache).glob("*"):
                 if entry.is_file():
                     entry.unlink()
     with step(f"import {rootfs} as {tag}"):
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
-        imported = subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout,
-                                  capture_output=True, text=True)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+        )
+        imported = subprocess.run(
+            ["docker", "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
+        )
         tar.wait()
         if tar.returncode or imported.returncode:
             raise CommandError(f"docker import of {rootfs} failed: {imported.stderr.strip()}")

@@ -42,8 +42,10 @@ def stage_context(settings: Settings, recipe: ImageRecipe) -> Path:
     }
     for source in (root / "images" / recipe.name).iterdir():
         wanted[source.name] = source
-    for wheelhouse in (fetch_wheels(settings, lock),
-                       fetch_wheels(settings, root / "locks" / "build.txt")):
+    for wheelhouse in (
+        fetch_wheels(settings, lock),
+        fetch_wheels(settings, root / "locks" / "build.txt"),
+    ):
         for wheel in wheelhouse.glob("*.whl"):
             wanted[f"wheels/{wheel.name}"] = wheel
     for existing in context.rglob("*") if context.exists() else []:
@@ -59,9 +61,19 @@ def build_image(settings: Settings, recipe: ImageRecipe, base: str) -> str:
     context = stage_context(settings, recipe)
     with step(f"build {tag} from {context.relative_to(settings.repo_root)}"):
         run(
-            ["docker", "build", "--build-arg", f"BASE_IMAGE={base}",
-             "--label", "org.opencontainers.image.source=qcstack",
-             "--label", f"qcstack.base={base}", "-t", tag, str(context)],
+            [
+                "docker",
+                "build",
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "--label",
+                "org.opencontainers.image.source=qcstack",
+                "--label",
+                f"qcstack.base={base}",
+                "-t",
+                tag,
+                str(context),
+            ],
             env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"},
         )
     return tag

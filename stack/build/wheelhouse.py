@@ -10,7 +10,9 @@ from stack.process import run, step
 from stack.settings import Settings
 
 PLATFORMS = (
-    "manylinux_2_36_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
+    "manylinux_2_36_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
     "manylinux2014_x86_64",
 )
 
@@ -31,12 +33,33 @@ def fetch_wheels(settings: Settings, lock: Path) -> Path:
     with step(f"fetch wheels for {lock.name} into {target}"):
         run(
             [
-                sys.executable, "-m", "pip", "download", "--quiet", "--progress-bar", "off",
-                "--require-hashes", "--no-deps", "--only-binary=:all:",
-                "--python-version", "3.11", "--implementation", "cp",
-                "--abi", "cp311", "--abi", "abi3", "--abi", "none",
-                *platform_args, "--cert", str(settings.ca_bundle), "-d", str(target),
-                "-r", str(lock),
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--progress-bar",
+                "off",
+                "--require-hashes",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
+                *platform_args,
+                "--cert",
+                str(settings.ca_bundle),
+                "-d",
+                str(target),
+                "-r",
+                str(lock),
             ],
         )
     stamp.write_text(digest)

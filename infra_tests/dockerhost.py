@@ -1,0 +1,89 @@
+"""Talks to the Docker host of the stack under test through testinfra, locally or over SSH."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+from testinfra.host import Host
+
+# Shared by every probe: raw syscalls through ctypes and one JSON line of results.
+PROBE_PRELUDE = textwrap.dedent(
+    """
+    import ctypes, errno, json, os, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    def syscall(nr, *args):
+        ctypes.set_errno(0)
+        ret = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+        return ret, ctypes.get_errno()
+    def report(**fields):
+        print(json.dumps(fields), flush=True)
+    def server_pid():
+        # PID 1 is the init when RUN-10 holds; the server is the process running launch.py.
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\\0")
+            except OSError:
+                continue
+            if b"/app/launch.py" in argv and not argv[0].endswith(b"docker-init"):
+                return int(entry)
+        raise SystemExit("no server process found")
+    """
+)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe printed last (as JSON), with its exit status and error output."""
+
+    rc: int
+    data: dict[str, Any]
+    stderr: str
+
+
+@dataclass(frozen=True)
+class DockerHost:
+    host: Host
+
+    def run(self, command: str, *args: str) -> Any:
+        return self.host.run(command, *args)
+
+    def check(self, command: str, *args: str) -> str:
+        result = self.host.run(command, *args)
+        assert result.rc == 0, f"{result.command!r} failed ({result.rc}): {result.stderr.strip()}"
+        return str(result.stdout)
+
+    def inspect(self, kind: str, name: str) -> dict[str, Any]:
+        data: list[dict[str, Any]] = json.loads(self.check(f"docker {kind} inspect %s", name))
+        return data[0]
+
+    def container_id(self, project: str, service: str) -> str:
+        ids = self.check(
+            "docker ps -q --no-trunc --filter %s --filter %s",
+            f"label=com.docker.compose.project={project}",
+            f"label=com.docker.compose.service={service}",
+        ).split()
+        assert len(ids) == 1, (
+            f"expected one running {service} container in compose project {project}, found "
+            f"{len(ids)}: bring the stack up with `bin/qcstack test` or `bin/qcstack up`"
+        )
+        return ids[0]
+
+    def probe(
+        self, container: str, source: str, *args: str, user: str | None = None
+    ) -> ProbeResult:
+        """Runs Python source inside a running container, as its own user unless told."""
+        user_args = f"--user {user} " if user else ""
+        result = self.host.run(
+            f"docker exec {user_args}%s /usr/bin/python3 -c %s" + " %s" * len(args),
+            container,
+            PROBE_PRELUDE + textwrap.dedent(source),
+            *args,
+        )
+        lines = [line for line in str(result.stdout).splitlines() if line.startswith("{")]
+        data = json.loads(lines[-1]) if lines else {}
+        return ProbeResult(rc=result.rc, data=data, stderr=str(result.stderr))

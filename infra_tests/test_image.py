@@ -1,0 +1,231 @@
+"""IMG controls: what the qc-mcp image contains, how it was built, and who it runs as."""
+
+from __future__ import annotations
+
+import errno
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra_tests.conftest import Container, TarEntry
+from infra_tests.dockerhost import DockerHost
+from stack.settings import Settings
+
+APP_UID = 10001
+SHELLS = ("/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/busybox", "/bin/ash", "/usr/bin/zsh")
+TOOLS = (
+    "sh",
+    "bash",
+    "dash",
+    "ash",
+    "busybox",
+    "zsh",
+    "apt",
+    "apt-get",
+    "dpkg",
+    "rpm",
+    "pip",
+    "pip3",
+    "curl",
+    "wget",
+    "nc",
+    "ncat",
+    "socat",
+    "perl",
+    "ssh",
+    "scp",
+    "su",
+    "sudo",
+    "mount",
+    "gcc",
+    "cc",
+    "tar",
+    "gzip",
+)
+
+
+def locked_pins(lock: Path) -> dict[str, str]:
+    pins = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def skip_unless_local(is_local: bool) -> None:
+    if not is_local:
+        pytest.skip("images are built on the controller, not on the Docker host under test")
+
+
+@pytest.mark.control("IMG-01", "config")
+def test_base_image_was_imported_from_debian_packages_not_pulled(
+    docker: DockerHost, qc_mcp_image: dict[str, Any], settings: Settings
+) -> None:
+    base = qc_mcp_image["Config"]["Labels"].get("qcstack.base", "")
+    assert base.startswith(f"qcstack/base:{settings.debian_suite}-"), base
+    base_attrs = docker.inspect("image", base)
+    assert base_attrs["RepoDigests"] == [], "a base with a registry digest was pulled"
+    history = docker.check("docker history --no-trunc --format '{{.Comment}}' %s", base)
+    assert "Imported from -" in history
+
+
+@pytest.mark.control("IMG-01", "behaviour")
+def test_image_build_needs_no_network(
+    docker: DockerHost, settings: Settings, is_local: bool
+) -> None:
+    skip_unless_local(is_local)
+    base = docker.inspect("image", "qcstack/qc-mcp:" + settings.image_tag)["Config"]["Labels"]
+    tag = "qcstack-test/offline-build:probe"
+    result = docker.run(
+        "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s -t %s %s",
+        f"BASE_IMAGE={base['qcstack.base']}",
+        tag,
+        str(settings.build_dir / "context" / "qc-mcp"),
+    )
+    docker.run("docker rmi -f %s", tag)
+    assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.mark.control("IMG-02", "config")
+def test_image_holds_exactly_the_locked_distributions(
+    qc_mcp_files: list[TarEntry], settings: Settings
+) -> None:
+    lock = settings.repo_root / "locks" / "qc-mcp.txt"
+    for line in lock.read_text().splitlines():
+        if re.match(r"^[A-Za-z0-9]", line):
+            assert line.rstrip().endswith("\\"), f"{line!r} is not followed by --hash lines"
+    assert "--hash=sha256:" in lock.read_text()
+    installed = {}
+    for entry in qc_mcp_files:
+        match = re.search(r"/([^/]+)-([^-/]+)\.dist-info$", entry.path)
+        if match:
+            installed[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    assert installed == locked_pins(lock)
+
+
+@pytest.mark.control("IMG-02", "behaviour")
+def test_tampered_wheel_is_refused_by_the_build(
+    docker: DockerHost, settings: Settings, is_local: bool
+) -> None:
+    skip_unless_local(is_local)
+    labels = docker.inspect("image", "qcstack/qc-mcp:" + settings.image_tag)["Config"]["Labels"]
+    with tempfile.TemporaryDirectory(prefix="qcstack-tamper-") as tmp:
+        context = Path(tmp) / "ctx"
+        shutil.copytree(settings.build_dir / "context" / "qc-mcp", context)
+        wheel = next(context.glob("wheels/httpx-*.whl"))
+        with wheel.open("ab") as handle:
+            handle.write(b"\0attacker bytes")
+        result = docker.run(
+            "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s %s",
+            f"BASE_IMAGE={labels['qcstack.base']}",
+            str(context),
+        )
+    assert result.rc != 0
+    assert "DO NOT MATCH THE HASHES" in result.stdout + result.stderr
+
+
+@pytest.mark.control("IMG-03", "config")
+def test_server_user_is_numeric_and_not_root(
+    qc_mcp: Container, qc_mcp_image: dict[str, Any]
+) -> None:
+    for user in (qc_mcp_image["Config"]["User"], qc_mcp.attrs["Config"]["User"]):
+        uid, _, gid = user.partition(":")
+        assert uid.isdigit() and gid.isdigit(), f"user {user!r} is not numeric"
+        assert int(uid) == APP_UID and int(gid) == APP_UID
+
+
+@pytest.mark.control("IMG-03", "config")
+def test_server_user_owns_and_can_write_nothing_in_the_image(
+    qc_mcp_files: list[TarEntry],
+) -> None:
+    owned = [e.path for e in qc_mcp_files if not e.owner.startswith("0/")]
+    assert owned == []
+    writable = [
+        e.path
+        for e in qc_mcp_files
+        if e.mode[0] != "l" and (e.mode[5] == "w" or e.mode[8] == "w") and e.path != "/tmp"
+    ]
+    assert writable == []
+
+
+@pytest.mark.control("IMG-03", "behaviour")
+@pytest.mark.parametrize("call", ["os.setuid(0)", "os.setgid(0)", "os.setreuid(0, 0)"])
+def test_server_user_cannot_become_root(docker: DockerHost, qc_mcp: Container, call: str) -> None:
+    result = docker.probe(
+        qc_mcp.id,
+        f"""
+        try:
+            {call}
+            report(uid=os.getuid(), error=None)
+        except OSError as error:
+            report(uid=os.getuid(), error=error.errno)
+    """,
+    )
+    assert result.data == {"uid": APP_UID, "error": errno.EPERM}
+
+
+@pytest.mark.control("IMG-04", "config")
+def test_image_has_no_shell_package_manager_or_network_tool(qc_mcp_files: list[TarEntry]) -> None:
+    found = [e.path for e in qc_mcp_files if e.path.rsplit("/", 1)[-1] in TOOLS]
+    found += [e.path for e in qc_mcp_files if re.search(r"/(pip|ensurepip|setuptools)$", e.path)]
+    assert found == []
+
+
+@pytest.mark.control("IMG-04", "behaviour")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_intruder_cannot_start_a_shell(docker: DockerHost, qc_mcp: Container, shell: str) -> None:
+    result = docker.run("docker exec %s %s -c id", qc_mcp.id, shell)
+    assert result.rc != 0
+    assert "no such file or directory" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.control("IMG-04", "behaviour")
+@pytest.mark.parametrize("module", ["pip", "ensurepip", "venv", "idlelib"])
+def test_intruder_cannot_install_packages_from_python(
+    docker: DockerHost, qc_mcp: Container, module: str
+) -> None:
+    result = docker.probe(
+        qc_mcp.id,
+        f"""
+        import importlib.util
+        report(found=importlib.util.find_spec({module!r}) is not None)
+    """,
+    )
+    assert result.data == {"found": False}
+
+
+@pytest.mark.control("IMG-05", "config")
+def test_image_has_no_setuid_or_setgid_files(qc_mcp_files: list[TarEntry]) -> None:
+    special = [e.path for e in qc_mcp_files if e.mode[3] in "sS" or e.mode[6] in "sS"]
+    assert special == []
+
+
+@pytest.mark.control("IMG-05", "behaviour")
+def test_intruder_finds_no_setuid_binary_to_escalate_with(
+    docker: DockerHost, qc_mcp: Container
+) -> None:
+    result = docker.probe(
+        qc_mcp.id,
+        f"""
+        import stat
+        found = []
+        for top in ("/usr", "/etc", "/app", "/lib", "/lib64", "/tmp", "/run"):
+            for root, dirs, files in os.walk(top):
+                for name in files:
+                    path = os.path.join(root, name)
+                    try:
+                        mode = os.lstat(path).st_mode
+                    except OSError:
+                        continue
+                    if mode & {stat.S_ISUID | stat.S_ISGID}:
+                        found.append(path)
+        report(found=found)
+    """,
+    )
+    assert result.data == {"found": []}

@@ -1,0 +1,53 @@
+"""Runs `docker compose` for one qcstack project with exactly the variables its file uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.process import run
+from stack.settings import Settings
+
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ComposeProject:
+    settings: Settings
+    name: str
+    secrets_dir: Path
+    overrides: Sequence[Path] = field(default=())
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PATH": SYSTEM_PATH,
+            "QCSTACK_IMAGE_TAG": self.settings.image_tag,
+            "QCSTACK_SECRETS_DIR": str(self.secrets_dir),
+            "QCSTACK_SECCOMP_DIR": str(self.settings.repo_root / "seccomp"),
+        }
+
+    def command(self, *args: str) -> list[str]:
+        files = [self.settings.compose_file, *self.overrides]
+        return [
+            "docker",
+            "compose",
+            "-p",
+            self.name,
+            *[arg for f in files for arg in ("-f", str(f))],
+            *args,
+        ]
+
+    def run(self, *args: str, capture: bool = False, check: bool = True) -> str:
+        result = run(self.command(*args), env=self.environment(), capture=capture, check=check)
+        return result.stdout or ""
+
+    def up(self) -> None:
+        self.run("up", "--detach", "--wait", "--remove-orphans", "--quiet-pull")
+
+    def down(self) -> None:
+        """Removes the project's containers, networks and volumes, leftovers included."""
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--tail", "200", capture=True, check=False)

@@ -1,0 +1,260 @@
+"""The control registry: every isolation control qcstack enforces, and the threat it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+CIS = "cis-docker-1.6.0"
+
+THREATS = MappingProxyType(
+    {
+        "container-compromise": (
+            "Container compromise: code running in the server's container (a malicious dependency, "
+            "an exploited bug) widens its foothold (MAESTRO L4, deployment)"
+        ),
+        "credential-theft": (
+            "Credential theft: the QuantConnect API token or brokerage secrets leak from the "
+            "deployment (MAESTRO L4; the threat model rates it critical)"
+        ),
+        "ip-leakage": (
+            "Leakage of proprietary trading IP: strategy code and results leave for a destination "
+            "other than QuantConnect (MAESTRO L2)"
+        ),
+        "runaway-behaviour": (
+            "Erratic or runaway behaviour that is not contained: resource exhaustion, hung or "
+            "crashed server going unnoticed (MAESTRO L5)"
+        ),
+        "supply-chain": (
+            "Tampered build inputs: a swapped base image or wheel brings attacker code into the "
+            "server's container (MAESTRO L4)"
+        ),
+    }
+)
+
+
+class Reset:
+    """Compose's `!reset` tag: the override removes the key."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """Compose's `!override` tag: the override replaces the value instead of merging it."""
+
+    value: Any
+
+
+RESET = Reset()
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control: what it is, what it stops, where it is enforced, how to switch it off."""
+
+    id: str
+    title: str
+    threat: str
+    enforced: str
+    stops: str
+    refs: tuple[str, ...] = ()
+    # A compose override of the qc-mcp service that switches the control off, for the mutation
+    # check; None where the control lives in the image and no override can remove it.
+    disable: dict[str, Any] | None = field(default=None, hash=False)
+    disable_networks: dict[str, Any] | None = field(default=None, hash=False)
+
+
+def _cis(*sections: str) -> tuple[str, ...]:
+    return tuple(f"{CIS}:{section}" for section in sections)
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control(
+        "IMG-01",
+        "Base root filesystem built from Debian 12 packages, never pulled",
+        "supply-chain",
+        "stack/build/base.py (debootstrap, docker import)",
+        "a registry-side swap of the base image; builds that fetch code at build time",
+        _cis("4.2"),
+    ),
+    Control(
+        "IMG-02",
+        "Python dependencies installed only from wheels pinned by sha256",
+        "supply-chain",
+        "locks/*.txt; images/*/Dockerfile (pip --require-hashes --no-index)",
+        "a tampered or substituted wheel entering the image",
+        _cis("4.11"),
+    ),
+    Control(
+        "IMG-03",
+        "Runs as a numeric non-root user that owns nothing in the image",
+        "container-compromise",
+        "images/qc-mcp/Dockerfile (USER 10001:10001)",
+        "root inside the container, and rewriting the server's own code",
+        _cis("4.1", "5.23"),
+        disable={"user": "0:0"},
+    ),
+    Control(
+        "IMG-04",
+        "No shell, package manager or tools the server does not need",
+        "container-compromise",
+        "images/common/assemble_rootfs.py (FROM scratch image)",
+        "an intruder using a shell, package manager or network tool to widen a foothold",
+        _cis("4.3"),
+    ),
+    Control(
+        "IMG-05",
+        "No setuid or setgid files in the image",
+        "container-compromise",
+        "images/common/assemble_rootfs.py (clears s-bits)",
+        "privilege escalation through a setuid binary",
+        _cis("4.8"),
+    ),
+    Control(
+        "RUN-01",
+        "Read-only root filesystem",
+        "container-compromise",
+        "compose/compose.yaml (read_only)",
+        "persisting or replacing code in the container's filesystem",
+        _cis("5.12"),
+        disable={"read_only": False},
+    ),
+    Control(
+        "RUN-02",
+        "The only writable path is a small tmpfs mounted noexec,nosuid,nodev",
+        "container-compromise",
+        "compose/compose.yaml (tmpfs)",
+        "dropping and running a binary, and filling memory through the scratch space",
+        (),
+        disable={"tmpfs": Override(["/tmp:rw,exec,mode=1777"])},
+    ),
+    Control(
+        "RUN-03",
+        "All Linux capabilities dropped",
+        "container-compromise",
+        "compose/compose.yaml (cap_drop: ALL)",
+        "raw sockets, file ownership changes and other privileged kernel operations",
+        _cis("5.3", "5.4"),
+        disable={"cap_drop": RESET},
+    ),
+    Control(
+        "RUN-04",
+        "No new privileges through exec",
+        "container-compromise",
+        "compose/compose.yaml (security_opt no-new-privileges)",
+        "gaining privileges by executing setuid or file-capability binaries",
+        _cis("5.25"),
+        disable={"security_opt": Override(["seccomp:{seccomp}"])},
+    ),
+    Control(
+        "RUN-05",
+        "Seccomp allow-list recorded from the server's real workload",
+        "container-compromise",
+        "seccomp/qc-mcp.json; compose/compose.yaml (security_opt)",
+        "kernel attack surface: namespaces, mounts, ptrace, bpf, io_uring, keyrings, modules",
+        _cis("5.21"),
+        disable={"security_opt": Override(["no-new-privileges:true", "seccomp:unconfined"])},
+    ),
+    Control(
+        "RUN-06",
+        "Memory limit with no swap beyond it",
+        "runaway-behaviour",
+        "compose/compose.yaml (mem_limit, memswap_limit)",
+        "exhausting the host's memory",
+        _cis("5.10"),
+        disable={"mem_limit": RESET, "memswap_limit": RESET},
+    ),
+    Control(
+        "RUN-07",
+        "CPU limit",
+        "runaway-behaviour",
+        "compose/compose.yaml (cpus)",
+        "starving the host and the other containers of CPU",
+        _cis("5.11"),
+        disable={"cpus": RESET},
+    ),
+    Control(
+        "RUN-08",
+        "Process (PIDs) limit",
+        "runaway-behaviour",
+        "compose/compose.yaml (pids_limit)",
+        "a fork bomb exhausting the host's process table",
+        _cis("5.28"),
+        disable={"pids_limit": RESET},
+    ),
+    Control(
+        "RUN-09",
+        "Open-file limit",
+        "runaway-behaviour",
+        "compose/compose.yaml (ulimits nofile)",
+        "exhausting the host's file descriptors",
+        _cis("5.18"),
+        disable={"ulimits": RESET},
+    ),
+    Control(
+        "RUN-10",
+        "An init process as PID 1 reaps orphaned processes",
+        "runaway-behaviour",
+        "compose/compose.yaml (init)",
+        "zombie processes piling up until the process limit is hit",
+        (),
+        disable={"init": False},
+    ),
+    Control(
+        "RUN-11",
+        "Health checked at runtime with a real HTTP request",
+        "runaway-behaviour",
+        "compose/compose.yaml (healthcheck)",
+        "a hung or frozen server going unnoticed",
+        _cis("4.6", "5.26"),
+        disable={"healthcheck": {"disable": True}},
+    ),
+    Control(
+        "RUN-12",
+        "Log size limits",
+        "runaway-behaviour",
+        "compose/compose.yaml (logging)",
+        "filling the host's disk through the container's output",
+        (),
+        disable={"logging": {"driver": "json-file", "options": RESET}},
+    ),
+    Control(
+        "RUN-13",
+        "No host mounts and no Docker socket; only read-only secret files",
+        "container-compromise",
+        "compose/compose.yaml (no volumes)",
+        "reaching the Docker API or host files to escape the container",
+        _cis("5.5", "5.31"),
+        disable={"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
+    ),
+    Control(
+        "NET-01",
+        "No ports published on the host",
+        "container-compromise",
+        "compose/compose.yaml (no ports)",
+        "anyone on the host or its network calling the unauthenticated server directly",
+        _cis("5.8", "5.13"),
+        disable={"ports": ["127.0.0.1:8000:8000"]},
+    ),
+    Control(
+        "NET-02",
+        "Attached only to an internal network",
+        "ip-leakage",
+        "compose/compose.yaml (networks: internal)",
+        "sending strategy code or credentials to any destination outside the stack",
+        _cis("5.29"),
+        # An ordinary bridge: with NET-03 still on, the missing gateway alone would stop egress.
+        disable_networks={"mcp": {"internal": False, "driver_opts": RESET}},
+    ),
+    Control(
+        "NET-03",
+        "The internal network has no address on the host, so host services are unreachable",
+        "credential-theft",
+        "compose/compose.yaml (driver_opts inhibit_ipv4)",
+        "reaching services on the Docker host (SSH, local APIs) through the bridge's gateway",
+        (),
+        disable_networks={"mcp": {"driver_opts": RESET}},
+    ),
+)
+
+CONTROLS_BY_ID = MappingProxyType({control.id: control for control in CONTROLS})

@@ -1,0 +1,114 @@
+"""The mutation check: switch one control off through a compose override, expect its tests red."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stack.compose import ComposeProject
+from stack.controls import CONTROLS, RESET, Control, Override, Reset
+from stack.settings import Settings
+
+
+class _OverrideDumper(yaml.SafeDumper):
+    """Writes compose's !reset and !override tags."""
+
+
+def _represent_reset(dumper: yaml.SafeDumper, _: Reset) -> yaml.Node:
+    return dumper.represent_scalar("!reset", "")
+
+
+def _represent_override(dumper: yaml.SafeDumper, data: Override) -> yaml.Node:
+    node = dumper.represent_data(data.value)
+    node.tag = "!override"
+    return node
+
+
+_OverrideDumper.add_representer(Reset, _represent_reset)
+_OverrideDumper.add_representer(Override, _represent_override)
+
+
+def _fill(value: Any, seccomp: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{seccomp}", seccomp)
+    if isinstance(value, list):
+        return [_fill(v, seccomp) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, seccomp) for k, v in value.items()}
+    if isinstance(value, Override):
+        return Override(_fill(value.value, seccomp))
+    return value
+
+
+def render_override(control: Control, settings: Settings) -> str:
+    """The compose override file that switches `control` off."""
+    seccomp = str(settings.repo_root / "seccomp" / "qc-mcp.json")
+    document: dict[str, Any] = {}
+    if control.disable is not None:
+        document["services"] = {"qc-mcp": _fill(control.disable, seccomp)}
+    if control.disable_networks is not None:
+        document["networks"] = control.disable_networks
+    return yaml.dump(document, Dumper=_OverrideDumper, sort_keys=False)
+
+
+def mutable_controls() -> list[Control]:
+    return [c for c in CONTROLS if c.disable is not None or c.disable_networks is not None]
+
+
+@dataclass(frozen=True)
+class MutationResult:
+    control: str
+    red: dict[str, int]
+    total: dict[str, int]
+    error: str = ""
+
+    @property
+    def covered(self) -> bool:
+        return all(self.red.get(check, 0) > 0 for check in ("config", "behaviour"))
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.control}: could not run ({self.error})"
+        parts = [
+            f"{check} {self.red.get(check, 0)}/{self.total.get(check, 0)} red"
+            for check in ("config", "behaviour")
+        ]
+        verdict = "caught" if self.covered else "NOT FULLY CAUGHT"
+        return f"{self.control}: {', '.join(parts)} -> {verdict}"
+
+
+def read_report(path: Path, control_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    red: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for entry in json.loads(path.read_text()):
+        for marked, check in entry["controls"]:
+            if marked != control_id:
+                continue
+            total[check] = total.get(check, 0) + 1
+            if entry["outcome"] == "failed":
+                red[check] = red.get(check, 0) + 1
+    return red, total
+
+
+def mutation_project(settings: Settings, control: Control, secrets_dir: Path) -> ComposeProject:
+    folder = settings.build_dir / "mutations"
+    folder.mkdir(parents=True, exist_ok=True)
+    override = folder / f"{control.id}.yaml"
+    override.write_text(render_override(control, settings))
+    return ComposeProject(
+        settings, f"{settings.test_project_name}-mutant", secrets_dir, (override,)
+    )
+
+
+__all__ = [
+    "RESET",
+    "MutationResult",
+    "mutable_controls",
+    "mutation_project",
+    "read_report",
+    "render_override",
+]

@@ -1,0 +1,58 @@
+"""Checks and writes the credential files that compose hands to qc-mcp as Docker secrets."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from stack.process import CommandError
+
+APP_UID = 10001
+SECRET_NAMES = ("qc_user_id", "qc_api_token")
+PROMPTS = {"qc_user_id": "QuantConnect user id", "qc_api_token": "QuantConnect API token"}
+
+
+def write_secret(directory: Path, name: str, value: str) -> None:
+    """Writes one secret readable by the server's user alone (0400, owned by uid 10001)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / name
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value.strip() + "\n")
+    os.chown(path, APP_UID, APP_UID)
+
+
+def missing_secrets(directory: Path) -> list[str]:
+    missing = []
+    for name in SECRET_NAMES:
+        path = directory / name
+        try:
+            if not path.read_text(encoding="utf-8").strip():
+                missing.append(f"{name} ({path} is empty)")
+        except OSError:
+            missing.append(f"{name} ({path} is missing)")
+    return missing
+
+
+def ensure_secrets(directory: Path, *, interactive: bool) -> None:
+    """Refuses to go on without every credential; asks for them on a terminal."""
+    missing = missing_secrets(directory)
+    if missing and interactive and sys.stdin.isatty():
+        for name in SECRET_NAMES:
+            if any(m.startswith(name) for m in missing):
+                write_secret(directory, name, getpass.getpass(f"{PROMPTS[name]}: "))
+        missing = missing_secrets(directory)
+    if missing:
+        raise CommandError(
+            "missing credentials: " + ", ".join(missing) + f". Write each into {directory}/"
+            " (one value per file), or run `bin/qcstack up` on a terminal to be asked for them"
+        )
+    for name in SECRET_NAMES:
+        path = directory / name
+        info = path.stat()
+        if info.st_uid != APP_UID or info.st_mode & 0o077:
+            os.chown(path, APP_UID, APP_UID)
+            path.chmod(0o400)

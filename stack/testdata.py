@@ -1,0 +1,4 @@
+"""Known test credentials the test command plants, so tests can prove they never leak."""
+
+CANARY_USER_ID = "900417"
+CANARY_API_TOKEN = "qcstack-canary-token-7c1e5a93d2b84f06"  # noqa: S105 - a planted canary

@@ -1,0 +1,62 @@
+"""The compose file carries each control's ID at its key, and the mutation overrides are valid."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stack.controls import CONTROLS, Control
+from stack.mutation import mutable_controls, render_override
+from stack.settings import Settings
+
+COMPOSE = Path(__file__).resolve().parent.parent / "compose" / "compose.yaml"
+COMPOSE_CONTROLS = [c for c in CONTROLS if "compose/compose.yaml" in c.enforced]
+
+
+class _TagLoader(yaml.SafeLoader):
+    """Reads compose's !reset and !override tags."""
+
+
+_TagLoader.add_multi_constructor(
+    "!", lambda loader, suffix, node: {"tag": suffix, "node": node.value}
+)
+
+
+def qc_mcp_service() -> dict[str, Any]:
+    service: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]["qc-mcp"]
+    return service
+
+
+@pytest.mark.parametrize("control", COMPOSE_CONTROLS, ids=lambda c: c.id)
+def test_compose_names_each_control_where_it_is_enforced(control: Control) -> None:
+    assert re.search(rf"#.*\b{control.id}\b", COMPOSE.read_text()), control.id
+
+
+def test_compose_names_no_unknown_control() -> None:
+    known = {c.id for c in CONTROLS}
+    named = set(re.findall(r"#[^\n]*?\b([A-Z]{3}-\d{2})\b", COMPOSE.read_text()))
+    assert named <= known, named - known
+
+
+def test_server_publishes_no_port_and_mounts_no_volume() -> None:
+    service = qc_mcp_service()
+    assert "ports" not in service and "volumes" not in service
+    assert "network_mode" not in service and "privileged" not in service
+
+
+def test_server_gets_credentials_only_as_secret_files() -> None:
+    service = qc_mcp_service()
+    assert service["secrets"] == ["qc_user_id", "qc_api_token"]
+    assert not any("QUANTCONNECT" in str(v) for v in (service.get("environment") or {}))
+
+
+@pytest.mark.parametrize("control", mutable_controls(), ids=lambda c: c.id)
+def test_mutation_override_is_valid_yaml_for_the_server(control: Control) -> None:
+    document = yaml.load(render_override(control, Settings()), Loader=_TagLoader)  # noqa: S506
+    assert set(document) <= {"services", "networks"}
+    if "services" in document:
+        assert list(document["services"]) == ["qc-mcp"]

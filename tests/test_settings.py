@@ -1,0 +1,38 @@
+"""Settings refuse bad input with a message that names the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stack.settings import Settings
+
+
+def test_defaults_build_from_debian_and_use_separate_test_project() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.base_image == ""
+    assert settings.debian_suite == "bookworm"
+    assert settings.project_name != settings.test_project_name
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("image_tag", "bad tag!"), ("project_name", "Upper Case"), ("test_project_name", "")],
+)
+def test_invalid_value_is_refused_naming_the_setting(field: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(_env_file=None, **{field: value})  # type: ignore[arg-type, call-arg]
+
+
+def test_unknown_setting_in_env_file_is_refused(tmp_path: Path) -> None:
+    env_file = tmp_path / "qcstack.env"
+    env_file.write_text("QCSTACK_IMAGE_TAGG=typo\n")
+    with pytest.raises(ValidationError, match="image_tagg"):
+        Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+
+def test_environment_variable_sets_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QCSTACK_IMAGE_TAG", "v2")
+    assert Settings(_env_file=None).image(name="qc-mcp") == "qcstack/qc-mcp:v2"  # type: ignore[call-arg]
