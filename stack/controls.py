@@ -62,6 +62,9 @@ class Control:
     # check; None where the control lives in the image and no override can remove it.
     disable: dict[str, Any] | None = field(default=None, hash=False)
     disable_networks: dict[str, Any] | None = field(default=None, hash=False)
+    # For a control built into the image: Dockerfile steps that weaken a copy of it, where
+    # `tools` is a stage of the Debian base image. The mutation check runs that copy.
+    weaken_image: str | None = None
 
 
 def _cis(*sections: str) -> tuple[str, ...]:
@@ -92,7 +95,9 @@ CONTROLS: tuple[Control, ...] = (
         "images/qc-mcp/Dockerfile (USER 10001:10001)",
         "root inside the container, and rewriting the server's own code",
         _cis("4.1", "5.23"),
-        disable={"user": "0:0"},
+        # Root without capabilities cannot read the 0400 secret files of uid 10001, so the
+        # mutant gets back the one capability it needs to start.
+        disable={"user": "0:0", "cap_add": ["DAC_OVERRIDE"]},
     ),
     Control(
         "IMG-04",
@@ -101,6 +106,7 @@ CONTROLS: tuple[Control, ...] = (
         "images/common/assemble_rootfs.py (FROM scratch image)",
         "an intruder using a shell, package manager or network tool to widen a foothold",
         _cis("4.3"),
+        weaken_image="COPY --from=tools /bin/dash /bin/sh",
     ),
     Control(
         "IMG-05",
@@ -109,6 +115,7 @@ CONTROLS: tuple[Control, ...] = (
         "images/common/assemble_rootfs.py (clears s-bits)",
         "privilege escalation through a setuid binary",
         _cis("4.8"),
+        weaken_image="COPY --from=tools /tmp/setuid-dash /usr/bin/setuid-dash",
     ),
     Control(
         "RUN-01",

@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from stack.compose import ComposeProject
-from stack.controls import CONTROLS, RESET, Control, Override, Reset
+from stack.compose import SYSTEM_PATH, ComposeProject
+from stack.controls import CONTROLS, Control, Override, Reset
+from stack.process import run
 from stack.settings import Settings
 
 
@@ -44,10 +45,40 @@ def _fill(value: Any, seccomp: str) -> Any:
     return value
 
 
+WEAKENED_DOCKERFILE = """\
+ARG BASE_IMAGE
+ARG IMAGE
+FROM ${{BASE_IMAGE}} AS tools
+RUN cp /bin/dash /tmp/setuid-dash && chmod 4755 /tmp/setuid-dash
+FROM ${{IMAGE}}
+{steps}
+"""
+
+
+def weakened_image_tag(control: Control) -> str:
+    return f"qcstack-test/weakened:{control.id.lower()}"
+
+
+def build_weakened_image(control: Control, settings: Settings, base: str) -> None:
+    """Builds a copy of qc-mcp's image with `control` switched off."""
+    assert control.weaken_image is not None
+    context = settings.build_dir / "mutations" / control.id
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(WEAKENED_DOCKERFILE.format(steps=control.weaken_image))
+    run(
+        ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}",
+         "--build-arg", f"IMAGE={settings.image('qc-mcp')}", "-t", weakened_image_tag(control),
+         str(context)],
+        env={"DOCKER_BUILDKIT": "0", "PATH": SYSTEM_PATH}, capture=True,
+    )  # fmt: skip
+
+
 def render_override(control: Control, settings: Settings) -> str:
     """The compose override file that switches `control` off."""
     seccomp = str(settings.repo_root / "seccomp" / "qc-mcp.json")
     document: dict[str, Any] = {}
+    if control.weaken_image is not None:
+        document["services"] = {"qc-mcp": {"image": weakened_image_tag(control)}}
     if control.disable is not None:
         document["services"] = {"qc-mcp": _fill(control.disable, seccomp)}
     if control.disable_networks is not None:
@@ -56,7 +87,10 @@ def render_override(control: Control, settings: Settings) -> str:
 
 
 def mutable_controls() -> list[Control]:
-    return [c for c in CONTROLS if c.disable is not None or c.disable_networks is not None]
+    return [
+        c for c in CONTROLS
+        if c.disable is not None or c.disable_networks is not None or c.weaken_image is not None
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -102,13 +136,3 @@ def mutation_project(settings: Settings, control: Control, secrets_dir: Path) ->
     return ComposeProject(
         settings, f"{settings.test_project_name}-mutant", secrets_dir, (override,)
     )
-
-
-__all__ = [
-    "RESET",
-    "MutationResult",
-    "mutable_controls",
-    "mutation_project",
-    "read_report",
-    "render_override",
-]
