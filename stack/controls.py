@@ -235,6 +235,25 @@ CONTROLS: tuple[Control, ...] = (
         disable={"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
     ),
     Control(
+        "SEC-01",
+        "QuantConnect credentials reach the server only as secret files, never as environment",
+        "credential-theft",
+        "compose/compose.yaml (secrets); images/qc-mcp/launch.py",
+        "reading the API token from `docker inspect`, process environments or logs",
+        (),
+        # The launcher refuses QUANTCONNECT_* variables outright, so the mutant leaks the token
+        # under another name, as a careless deployment would.
+        disable={"environment": {"QC_TOKEN": "{canary_token}"}},
+    ),
+    Control(
+        "SEC-02",
+        "Secret files are readable by the server's user alone",
+        "credential-theft",
+        "stack/secrets.py (0400, uid 10001); compose/compose.yaml (read-only secret mounts)",
+        "another process or user in the container or on the host reading the API token",
+        (),
+    ),
+    Control(
         "NET-01",
         "No ports published on the host",
         "container-compromise",

@@ -13,6 +13,7 @@ from stack.compose import SYSTEM_PATH, ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
 from stack.process import run
 from stack.settings import Settings
+from stack.testdata import CANARY_API_TOKEN
 
 
 class _OverrideDumper(yaml.SafeDumper):
@@ -33,15 +34,18 @@ _OverrideDumper.add_representer(Reset, _represent_reset)
 _OverrideDumper.add_representer(Override, _represent_override)
 
 
-def _fill(value: Any, seccomp: str) -> Any:
+def _fill(value: Any, values: dict[str, str]) -> Any:
+    """Fills {placeholders} in an override with this run's values."""
     if isinstance(value, str):
-        return value.replace("{seccomp}", seccomp)
+        for key, replacement in values.items():
+            value = value.replace("{" + key + "}", replacement)
+        return value
     if isinstance(value, list):
-        return [_fill(v, seccomp) for v in value]
+        return [_fill(v, values) for v in value]
     if isinstance(value, dict):
-        return {k: _fill(v, seccomp) for k, v in value.items()}
+        return {k: _fill(v, values) for k, v in value.items()}
     if isinstance(value, Override):
-        return Override(_fill(value.value, seccomp))
+        return Override(_fill(value.value, values))
     return value
 
 
@@ -75,12 +79,15 @@ def build_weakened_image(control: Control, settings: Settings, base: str) -> Non
 
 def render_override(control: Control, settings: Settings) -> str:
     """The compose override file that switches `control` off."""
-    seccomp = str(settings.repo_root / "seccomp" / "qc-mcp.json")
+    values = {
+        "seccomp": str(settings.repo_root / "seccomp" / "qc-mcp.json"),
+        "canary_token": CANARY_API_TOKEN,
+    }
     document: dict[str, Any] = {}
     if control.weaken_image is not None:
         document["services"] = {"qc-mcp": {"image": weakened_image_tag(control)}}
     if control.disable is not None:
-        document["services"] = {"qc-mcp": _fill(control.disable, seccomp)}
+        document["services"] = {"qc-mcp": _fill(control.disable, values)}
     if control.disable_networks is not None:
         document["networks"] = control.disable_networks
     return yaml.dump(document, Dumper=_OverrideDumper, sort_keys=False)

@@ -1,0 +1,99 @@
+"""SEC controls: the QuantConnect credentials exist only in the secret files and the server."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from infra_tests.conftest import Container
+from infra_tests.dockerhost import DockerHost
+from stack.testdata import CANARY_API_TOKEN
+
+SECRET_FILES = ("/run/secrets/qc_user_id", "/run/secrets/qc_api_token")
+
+
+@pytest.fixture(scope="module")
+def canary_planted(docker: DockerHost, qc_mcp: Container) -> None:
+    """Leak tests mean something only when the stack runs with the known canary token."""
+    result = docker.probe(
+        qc_mcp.id,
+        "report(planted=open('/run/secrets/qc_api_token').read().strip() == sys.argv[1])",
+        CANARY_API_TOKEN,
+    )
+    if not result.data.get("planted"):
+        pytest.skip("the stack under test does not run with the canary token (bin/qcstack test)")
+
+
+@pytest.mark.control("SEC-01", "config")
+def test_credentials_are_mounted_as_secrets_not_set_as_environment(qc_mcp: Container) -> None:
+    names = [entry.split("=", 1)[0] for entry in qc_mcp.attrs["Config"]["Env"]]
+    assert not [name for name in names if "QUANTCONNECT" in name or "TOKEN" in name]
+    assert {m["Destination"] for m in qc_mcp.attrs["Mounts"]} >= set(SECRET_FILES)
+
+
+@pytest.mark.usefixtures("canary_planted")
+@pytest.mark.control("SEC-01", "behaviour")
+def test_docker_inspect_does_not_reveal_the_token(docker: DockerHost, qc_mcp: Container) -> None:
+    assert CANARY_API_TOKEN not in docker.check("docker inspect %s", qc_mcp.id)
+
+
+@pytest.mark.usefixtures("canary_planted")
+@pytest.mark.control("SEC-01", "behaviour")
+def test_no_process_environment_holds_the_token(docker: DockerHost, qc_mcp: Container) -> None:
+    result = docker.probe(
+        qc_mcp.id,
+        """
+        leaking, read = [], 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    environment = open(f"/proc/{entry}/environ", "rb").read()
+                except OSError:
+                    continue
+                read += 1
+                if sys.argv[1].encode() in environment:
+                    leaking.append(int(entry))
+        report(leaking=leaking, read=read)
+    """,
+        CANARY_API_TOKEN,
+    )
+    assert result.data["read"] >= 2, "could not read the server's environment to check it"
+    assert result.data["leaking"] == []
+
+
+@pytest.mark.usefixtures("canary_planted")
+@pytest.mark.control("SEC-01", "behaviour")
+def test_container_logs_do_not_reveal_the_token(docker: DockerHost, qc_mcp: Container) -> None:
+    logs = docker.run("docker logs %s", qc_mcp.id)
+    assert CANARY_API_TOKEN not in logs.stdout + logs.stderr
+
+
+@pytest.mark.control("SEC-02", "config")
+def test_secret_files_are_owned_by_the_server_user_with_mode_0400(
+    docker: DockerHost, qc_mcp: Container
+) -> None:
+    for mount in qc_mcp.attrs["Mounts"]:
+        source = docker.host.file(mount["Source"])
+        assert (source.uid, source.mode) == (10001, 0o400), mount["Source"]
+        assert mount["RW"] is False
+
+
+@pytest.mark.control("SEC-02", "behaviour")
+@pytest.mark.parametrize("path", SECRET_FILES)
+def test_other_user_in_the_container_cannot_read_a_secret(
+    docker: DockerHost, qc_mcp: Container, path: str
+) -> None:
+    result = docker.probe(
+        qc_mcp.id,
+        """
+        try:
+            open(sys.argv[1]).read()
+            report(error=None)
+        except OSError as error:
+            report(error=error.errno)
+    """,
+        path,
+        user="10002:10002",
+    )
+    assert result.data == {"error": errno.EACCES}
