@@ -87,3 +87,18 @@ class DockerHost:
         lines = [line for line in str(result.stdout).splitlines() if line.startswith("{")]
         data = json.loads(lines[-1]) if lines else {}
         return ProbeResult(rc=result.rc, data=data, stderr=str(result.stderr))
+
+    def attempt(
+        self, container: str, attack: str, *args: str, setup: str = "", user: str | None = None
+    ) -> int | None:
+        """Tries `attack` (Python statements) in the container; returns the errno it failed with."""
+        source = (
+            textwrap.dedent(setup)
+            + "\ntry:\n"
+            + textwrap.indent(textwrap.dedent(attack).strip(), "    ")
+            + "\n    report(error=None)\nexcept OSError as error:\n    report(error=error.errno)\n"
+        )
+        result = self.probe(container, source, *args, user=user)
+        assert "error" in result.data, f"probe failed ({result.rc}): {result.stderr[-1000:]}"
+        error: int | None = result.data["error"]
+        return error

@@ -75,20 +75,26 @@ def test_base_image_was_imported_from_debian_packages_not_pulled(
     assert "Imported from -" in history
 
 
+def offline_build(docker: DockerHost, settings: Settings, context: Path, tag: str) -> Any:
+    """Rebuilds qc-mcp from `context` from scratch with no network at all."""
+    labels = docker.inspect("image", settings.image("qc-mcp"))["Config"]["Labels"]
+    result = docker.run(
+        "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s -t %s %s",
+        f"BASE_IMAGE={labels['qcstack.base']}",
+        tag,
+        str(context),
+    )
+    docker.run("docker rmi -f %s", tag)
+    return result
+
+
 @pytest.mark.control("IMG-01", "behaviour")
 def test_image_build_needs_no_network(
     docker: DockerHost, settings: Settings, is_local: bool
 ) -> None:
     skip_unless_local(is_local)
-    base = docker.inspect("image", "qcstack/qc-mcp:" + settings.image_tag)["Config"]["Labels"]
-    tag = "qcstack-test/offline-build:probe"
-    result = docker.run(
-        "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s -t %s %s",
-        f"BASE_IMAGE={base['qcstack.base']}",
-        tag,
-        str(settings.build_dir / "context" / "qc-mcp"),
-    )
-    docker.run("docker rmi -f %s", tag)
+    context = settings.build_dir / "context" / "qc-mcp"
+    result = offline_build(docker, settings, context, "qcstack-test/offline-build:probe")
     assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
@@ -114,18 +120,13 @@ def test_tampered_wheel_is_refused_by_the_build(
     docker: DockerHost, settings: Settings, is_local: bool
 ) -> None:
     skip_unless_local(is_local)
-    labels = docker.inspect("image", "qcstack/qc-mcp:" + settings.image_tag)["Config"]["Labels"]
     with tempfile.TemporaryDirectory(prefix="qcstack-tamper-") as tmp:
         context = Path(tmp) / "ctx"
         shutil.copytree(settings.build_dir / "context" / "qc-mcp", context)
         wheel = next(context.glob("wheels/httpx-*.whl"))
         with wheel.open("ab") as handle:
             handle.write(b"\0attacker bytes")
-        result = docker.run(
-            "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s %s",
-            f"BASE_IMAGE={labels['qcstack.base']}",
-            str(context),
-        )
+        result = offline_build(docker, settings, context, "qcstack-test/tampered:probe")
     assert result.rc != 0
     assert "DO NOT MATCH THE HASHES" in result.stdout + result.stderr
 
@@ -157,17 +158,7 @@ def test_server_user_owns_and_can_write_nothing_in_the_image(
 @pytest.mark.control("IMG-03", "behaviour")
 @pytest.mark.parametrize("call", ["os.setuid(0)", "os.setgid(0)", "os.setreuid(0, 0)"])
 def test_server_user_cannot_become_root(docker: DockerHost, qc_mcp: Container, call: str) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        f"""
-        try:
-            {call}
-            report(uid=os.getuid(), error=None)
-        except OSError as error:
-            report(uid=os.getuid(), error=error.errno)
-    """,
-    )
-    assert result.data == {"uid": APP_UID, "error": errno.EPERM}
+    assert docker.attempt(qc_mcp.id, call) == errno.EPERM
 
 
 @pytest.mark.control("IMG-04", "config")

@@ -92,36 +92,14 @@ def test_root_filesystem_is_configured_read_only(qc_mcp: Container) -> None:
 def test_intruder_cannot_write_outside_the_tmpfs(
     docker: DockerHost, qc_mcp: Container, directory: str
 ) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        """
-        path = os.path.join(sys.argv[1], "qcstack-probe")
-        try:
-            with open(path, "w") as handle:
-                handle.write("persisted")
-            os.unlink(path)
-            report(error=None)
-        except OSError as error:
-            report(error=error.errno)
-    """,
-        directory,
-    )
-    assert result.data == {"error": errno.EROFS}
+    attack = 'with open(os.path.join(sys.argv[1], "qcstack-probe"), "w") as f: f.write("x")'
+    assert docker.attempt(qc_mcp.id, attack, directory) == errno.EROFS
 
 
 @pytest.mark.control("RUN-01", "behaviour")
 def test_intruder_cannot_replace_the_server_code(docker: DockerHost, qc_mcp: Container) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        """
-        try:
-            os.rename("/app/launch.py", "/app/launch.bak")
-            report(error=None)
-        except OSError as error:
-            report(error=error.errno)
-    """,
-    )
-    assert result.data == {"error": errno.EROFS}
+    attack = 'os.rename("/app/launch.py", "/app/launch.bak")'
+    assert docker.attempt(qc_mcp.id, attack) == errno.EROFS
 
 
 # RUN-02 ---------------------------------------------------------------------------------------
@@ -252,23 +230,8 @@ def test_processes_hold_no_capability_in_any_set(
 def test_privileged_kernel_operations_are_refused(
     docker: DockerHost, qc_mcp: Container, attack: str
 ) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        f"""
-        import socket, stat
-        open("/tmp/owned", "w").close()
-        try:
-            {attack}
-            report(error=None)
-        except OSError as error:
-            report(error=error.errno)
-        finally:
-            for leftover in ("/tmp/owned", "/tmp/device"):
-                if os.path.lexists(leftover):
-                    os.unlink(leftover)
-    """,
-    )
-    assert result.data == {"error": errno.EPERM}
+    setup = 'import socket, stat\nopen("/tmp/owned", "w").close()'
+    assert docker.attempt(qc_mcp.id, attack, setup=setup) == errno.EPERM
 
 
 # RUN-04 ---------------------------------------------------------------------------------------
@@ -639,20 +602,9 @@ def test_only_read_only_secret_files_are_mounted(qc_mcp: Container) -> None:
 def test_intruder_cannot_reach_the_docker_api(
     docker: DockerHost, qc_mcp: Container, socket_path: str
 ) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        """
-        import socket
-        try:
-            with socket.socket(socket.AF_UNIX) as client:
-                client.connect(sys.argv[1])
-            report(error=None)
-        except OSError as error:
-            report(error=error.errno)
-    """,
-        socket_path,
-    )
-    assert result.data == {"error": errno.ENOENT}
+    attack = "with socket.socket(socket.AF_UNIX) as client: client.connect(sys.argv[1])"
+    error = docker.attempt(qc_mcp.id, attack, socket_path, setup="import socket")
+    assert error == errno.ENOENT
 
 
 @pytest.mark.control("RUN-13", "behaviour")

@@ -84,16 +84,5 @@ def test_secret_files_are_owned_by_the_server_user_with_mode_0400(
 def test_other_user_in_the_container_cannot_read_a_secret(
     docker: DockerHost, qc_mcp: Container, path: str
 ) -> None:
-    result = docker.probe(
-        qc_mcp.id,
-        """
-        try:
-            open(sys.argv[1]).read()
-            report(error=None)
-        except OSError as error:
-            report(error=error.errno)
-    """,
-        path,
-        user="10002:10002",
-    )
-    assert result.data == {"error": errno.EACCES}
+    error = docker.attempt(qc_mcp.id, "open(sys.argv[1]).read()", path, user="10002:10002")
+    assert error == errno.EACCES
