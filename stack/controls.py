@@ -151,7 +151,9 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (security_opt no-new-privileges)",
         "gaining privileges by executing setuid or file-capability binaries",
         _cis("5.25"),
-        disable={"security_opt": Override(["seccomp:{seccomp}"])},
+        # Without no-new-privileges runc loads the filter while still privileged and then needs
+        # syscalls the allow-list refuses (fstat, capset...), so this mutant runs unconfined.
+        disable={"security_opt": Override(["seccomp:unconfined"])},
     ),
     Control(
         "RUN-05",
@@ -214,7 +216,8 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (healthcheck)",
         "a hung or frozen server going unnoticed",
         _cis("4.6", "5.26"),
-        disable={"healthcheck": {"disable": True}},
+        # A check that checks nothing: the weak setting a deployment would really ship.
+        disable={"healthcheck": {"test": Override(["CMD", "/usr/bin/python3", "-c", "pass"])}},
     ),
     Control(
         "RUN-12",
@@ -260,7 +263,10 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (no ports)",
         "anyone on the host or its network calling the unauthenticated server directly",
         _cis("5.8", "5.13"),
+        # Docker silently publishes nothing for a container on an internal network alone, so
+        # the mutant is also on an ordinary one, as a deployment that publishes a port would be.
         disable={"ports": ["127.0.0.1:8000:8000"]},
+        disable_networks={"mcp": {"internal": False, "driver_opts": RESET}},
     ),
     Control(
         "NET-02",

@@ -79,10 +79,7 @@ def build_weakened_image(control: Control, settings: Settings, base: str) -> Non
 
 def render_override(control: Control, settings: Settings) -> str:
     """The compose override file that switches `control` off."""
-    values = {
-        "seccomp": str(settings.repo_root / "seccomp" / "qc-mcp.json"),
-        "canary_token": CANARY_API_TOKEN,
-    }
+    values = {"canary_token": CANARY_API_TOKEN}
     document: dict[str, Any] = {}
     if control.weaken_image is not None:
         document["services"] = {"qc-mcp": {"image": weakened_image_tag(control)}}
