@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
@@ -150,6 +151,8 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
                         str(settings.repo_root / "infra_tests"),
                     ),
                     check=False,
+                    # Red tests are the point here; their output would read as a failed run.
+                    capture=True,
                 )
                 red, total = read_report(report, control.id)
                 results.append(MutationResult(control.id, red, total))
@@ -166,6 +169,62 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
         "them directly): " + ", ".join(untouched)
     )
     return 0 if all(r.covered for r in results) else 1
+
+
+def cmd_seccomp_record(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.seccomp.record import record
+
+    output = args.output or settings.seccomp_dir / "recorded-syscalls.txt"
+    record(settings, output, args.keep_trace)
+    return 0
+
+
+def cmd_seccomp_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.seccomp import profile
+
+    recorded = profile.read_recorded(
+        args.recorded or settings.seccomp_dir / "recorded-syscalls.txt"
+    )
+    output: Path = args.output or settings.seccomp_dir / "qc-mcp.json"
+    text = profile.render_profile(profile.generate_profile(recorded))
+    if args.check:
+        if output.read_text(encoding="utf-8") != text:
+            print(
+                f"{output} is not what `qcstack seccomp generate` makes; regenerate it",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{output} is up to date")
+        return 0
+    output.write_text(text, encoding="utf-8")
+    allowed = profile.allowed_syscalls(recorded)
+    print(f"wrote {output}: {len(allowed)} syscalls allowed outright + clone/socket by argument")
+    return 0
+
+
+def cmd_seccomp_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.seccomp.verify import verify
+
+    return 0 if verify(settings, args.profile or settings.seccomp_dir / "qc-mcp.json") else 1
+
+
+def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    seccomp = commands.add_parser(
+        "seccomp", help="record, generate and verify qc-mcp's seccomp allow-list (RUN-05)"
+    )
+    modes = seccomp.add_subparsers(dest="mode", required=True)
+    record = modes.add_parser("record", help="record syscalls -> recorded-syscalls.txt (root)")
+    record.add_argument("--output", type=Path, help="default: seccomp/recorded-syscalls.txt")
+    record.add_argument("--keep-trace", type=Path, metavar="FILE", help="keep bpftrace's output")
+    record.set_defaults(handler=cmd_seccomp_record)
+    generate = modes.add_parser("generate", help="recorded-syscalls.txt -> qc-mcp.json")
+    generate.add_argument("--recorded", type=Path, help="default: seccomp/recorded-syscalls.txt")
+    generate.add_argument("--output", type=Path, help="default: seccomp/qc-mcp.json")
+    generate.add_argument("--check", action="store_true", help="only check the file is current")
+    generate.set_defaults(handler=cmd_seccomp_generate)
+    verify = modes.add_parser("verify", help="run the workload and deny checks under a profile")
+    verify.add_argument("--profile", type=Path, help="default: seccomp/qc-mcp.json")
+    verify.set_defaults(handler=cmd_seccomp_verify)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -190,6 +249,7 @@ def parser() -> argparse.ArgumentParser:
     )
     mutation.add_argument("--control", action="append", default=[], help="only this control ID")
     mutation.set_defaults(handler=cmd_mutation_check)
+    add_seccomp_commands(commands)
     return top
 
 

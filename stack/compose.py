@@ -18,13 +18,15 @@ class ComposeProject:
     name: str
     secrets_dir: Path
     overrides: Sequence[Path] = field(default=())
+    seccomp_dir: Path | None = None
+    """Where qc-mcp.json is read from; None: the repository's seccomp/ folder."""
 
     def environment(self) -> dict[str, str]:
         return {
             "PATH": SYSTEM_PATH,
             "QCSTACK_IMAGE_TAG": self.settings.image_tag,
             "QCSTACK_SECRETS_DIR": str(self.secrets_dir),
-            "QCSTACK_SECCOMP_DIR": str(self.settings.repo_root / "seccomp"),
+            "QCSTACK_SECCOMP_DIR": str(self.seccomp_dir or self.settings.seccomp_dir),
         }
 
     def command(self, *args: str) -> list[str]:
@@ -38,12 +40,29 @@ class ComposeProject:
             *args,
         ]
 
-    def run(self, *args: str, capture: bool = False, check: bool = True) -> str:
-        result = run(self.command(*args), env=self.environment(), capture=capture, check=check)
+    def run(
+        self, *args: str, capture: bool = False, check: bool = True, timeout: float | None = None
+    ) -> str:
+        result = run(
+            self.command(*args),
+            env=self.environment(),
+            capture=capture,
+            check=check,
+            timeout=timeout,
+        )
         return result.stdout or ""
 
-    def up(self) -> None:
-        self.run("up", "--detach", "--wait", "--remove-orphans", "--quiet-pull")
+    def up(self, *, wait_timeout: int | None = None) -> None:
+        limit = ("--wait-timeout", str(wait_timeout)) if wait_timeout else ()
+        self.run(
+            "up",
+            "--detach",
+            "--wait",
+            *limit,
+            "--remove-orphans",
+            "--quiet-pull",
+            timeout=None if wait_timeout is None else wait_timeout + 60,
+        )
 
     def down(self) -> None:
         """Removes the project's containers, networks and volumes, leftovers included."""

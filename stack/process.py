@@ -23,6 +23,7 @@ def run(
     capture: bool = False,
     check: bool = True,
     stdin: bytes | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs argv; with capture=False its output streams to ours so long steps show progress."""
     args = [str(a) for a in argv]
@@ -34,9 +35,12 @@ def run(
             input=None if stdin is None else stdin.decode(),
             capture_output=capture,
             text=True,
+            timeout=timeout,
         )
     except FileNotFoundError as error:
         raise CommandError(f"{args[0]} is not installed ({error})") from error
+    except subprocess.TimeoutExpired as error:
+        raise CommandError(f"`{shlex.join(args)}` did not finish in {timeout:.0f}s") from error
     if check and result.returncode != 0:
         detail = (result.stderr or "").strip()[-2000:] if capture else ""
         raise CommandError(

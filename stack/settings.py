@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         return REPO_ROOT
 
     @property
+    def seccomp_dir(self) -> Path:
+        """The recorded syscalls and the qc-mcp.json profile compose gives the server."""
+        return REPO_ROOT / "seccomp"
+
+    @property
     def compose_file(self) -> Path:
         return REPO_ROOT / "compose" / "compose.yaml"
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from stack.seccomp.profile import generate_profile, read_recorded, render_profile
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "seccomp" / "qc-mcp.json"
-RECORDER = REPO / "seccomp" / "record.py"
 RECORDED = REPO / "seccomp" / "recorded-syscalls.txt"
 DOCKER_DEFAULT = (
     Path(__file__).resolve().parents[1].parent / "shared/reference/docker-default-seccomp.json"
@@ -24,7 +22,7 @@ EPERM = 1
 ENOSYS = 38
 ALLOWING_ACTIONS = {"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY"}
 
-# Kept here on purpose rather than imported from record.py: the test states the requirement.
+# Kept here on purpose rather than imported from stack.seccomp: the test states the requirement.
 CLONE_NEW_FLAGS = {
     "CLONE_NEWTIME": 0x00000080,
     "CLONE_NEWNS": 0x00020000,
@@ -95,16 +93,6 @@ def socket_allowed(family: int) -> bool:
         ):
             return True
     return False
-
-
-@cache
-def recorder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("qcstack_seccomp_record", RECORDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_refused_with_eperm(name: str) -> None:
@@ -274,8 +262,7 @@ def test_profile_names_each_allowed_syscall_once() -> None:
 
 
 @control
-def test_profile_is_exactly_what_record_py_generates_from_the_recording() -> None:
-    module = recorder()
-    generated = module.generate_profile(module.read_recorded(RECORDED))
+def test_profile_is_exactly_what_generate_makes_from_the_recording() -> None:
+    generated = generate_profile(read_recorded(RECORDED))
     assert generated == profile()
-    assert module.render_profile(generated) == PROFILE.read_text(encoding="utf-8")
+    assert render_profile(generated) == PROFILE.read_text(encoding="utf-8")

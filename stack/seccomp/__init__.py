@@ -1,0 +1,15 @@
+"""qc-mcp's seccomp allow-list (RUN-05): record the server's syscalls, generate and verify."""
+
+from __future__ import annotations
+
+import sys
+
+from stack.process import CommandError
+
+
+class SeccompError(CommandError):
+    """The recording, the profile or its verification cannot go on; the message says why."""
+
+
+def log(message: str) -> None:
+    print(f"[seccomp] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,28 @@
+"""The Python sources run inside containers (as `python3 -c`) while recording and verifying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SOURCES = Path(__file__).resolve().parent
+
+# The benign probes, in the order they run. Each prints one JSON line and exits 0 when
+# everything behaved as the hardening says it should.
+PROBES = (
+    "tmp_files",
+    "proc",
+    "fork_limit",
+    "fd_limit",
+    "exec_tmp",
+    "setuid",
+    "sockets",
+    "ctypes",
+    "threads_signals",
+    "orphans",
+    "proc_fd_write",
+)
+
+
+def workload_source(name: str) -> str:
+    """The text of a workload script: mcp_client, fake_api, deny_check or probes/<name>."""
+    return (SOURCES / f"{name}.py").read_text(encoding="utf-8")
