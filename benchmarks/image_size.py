@@ -14,7 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stack.compose import SYSTEM_PATH  # noqa: E402
+from stack.process import DOCKER_BUILD_ENVIRONMENT, SYSTEM_PATH  # noqa: E402
 from stack.settings import Settings  # noqa: E402
 
 SETTINGS = Settings()
@@ -206,7 +206,7 @@ def build_replica(context: Path, base: str, inputs: str) -> None:
                 f"BASE_IMAGE={base}", "--label", f"{INPUTS_LABEL}={inputs}", "-t", REPLICA,
                 str(context),
             ],
-            env={"PATH": SYSTEM_PATH, "DOCKER_BUILDKIT": "0"},
+            env=DOCKER_BUILD_ENVIRONMENT,
         )  # fmt: skip
     finally:
         remove_install_stage_images()

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from stack.compose import SYSTEM_PATH, ComposeProject
+from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
-from stack.process import run
+from stack.process import DOCKER_BUILD_ENVIRONMENT, run
 from stack.settings import Settings
 from stack.testdata import CANARY_API_TOKEN
 
@@ -73,7 +73,7 @@ def build_weakened_image(control: Control, settings: Settings, base: str) -> Non
         ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}",
          "--build-arg", f"IMAGE={settings.image('qc-mcp')}", "-t", weakened_image_tag(control),
          str(context)],
-        env={"DOCKER_BUILDKIT": "0", "PATH": SYSTEM_PATH}, capture=True,
+        env=DOCKER_BUILD_ENVIRONMENT, capture=True,
     )  # fmt: skip
 
 

@@ -10,6 +10,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+# Commands run with this PATH and nothing else from our environment: settings decide the rest.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Docker's classic builder: it needs no buildx plugin and works with Engine 20.10.
+DOCKER_BUILD_ENVIRONMENT = {"PATH": SYSTEM_PATH, "DOCKER_BUILDKIT": "0"}
+
 
 class CommandError(RuntimeError):
     """An external command failed; the message says which and how."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stack.build.base import ensure_base_image
 from stack.build.wheelhouse import fetch_wheels
-from stack.process import run, step
+from stack.process import DOCKER_BUILD_ENVIRONMENT, run, step
 from stack.settings import Settings
 
 
@@ -74,7 +74,7 @@ def build_image(settings: Settings, recipe: ImageRecipe, base: str) -> str:
                 tag,
                 str(context),
             ],
-            env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"},
+            env=DOCKER_BUILD_ENVIRONMENT,
         )
     return tag
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from stack.compose import SYSTEM_PATH
-from stack.process import run
+from stack.process import SYSTEM_PATH, run
 
 HOST_ENVIRONMENT = {"PATH": SYSTEM_PATH}
 
