@@ -59,7 +59,7 @@ def stage_context(settings: Settings, recipe: ImageRecipe) -> Path:
 def build_image(settings: Settings, recipe: ImageRecipe, base: str) -> str:
     tag = settings.image(recipe.name)
     context = stage_context(settings, recipe)
-    with step(f"build {tag} from {context.relative_to(settings.repo_root)}"):
+    with step(f"build {tag} from {context}"):
         run(
             [
                 "docker",
