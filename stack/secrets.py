@@ -15,7 +15,7 @@ PROMPTS = {"qc_user_id": "QuantConnect user id", "qc_api_token": "QuantConnect A
 
 
 def write_secret(directory: Path, name: str, value: str) -> None:
-    """Writes one secret readable by the server's user alone (0400, owned by uid 10001)."""
+    """Writes one secret readable by the server's user alone (SEC-02: 0400, owned by uid 10001)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / name
     path.unlink(missing_ok=True)

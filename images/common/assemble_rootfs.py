@@ -134,7 +134,8 @@ def main() -> None:
     tmp.mkdir(exist_ok=True)
     tmp.chmod(0o1777)
 
-    # Nothing in the image may be setuid or setgid, and nothing is writable by the app user.
+    # IMG-05: nothing in the image may be setuid or setgid; IMG-03: nothing is writable by the
+    # app user. IMG-04 is the whole of this script: only what is copied above exists.
     for path in root.rglob("*"):
         if path.is_symlink():
             continue

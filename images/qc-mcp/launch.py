@@ -1,4 +1,4 @@
-"""Starts the unmodified QuantConnect MCP server with its credentials read from secret files.
+"""Starts the unmodified QuantConnect MCP server with credentials read from secret files (SEC-01).
 
 The server reads QUANTCONNECT_USER_ID and QUANTCONNECT_API_TOKEN from its environment at import
 time. They are set here, inside this one process, so they never appear in the container's

@@ -1,4 +1,7 @@
-"""Makes the build-stage base image from Debian packages with debootstrap, cached by its inputs."""
+"""Makes the build-stage base image from Debian packages with debootstrap, cached by its inputs.
+
+IMG-01: the base is made here from a Debian suite by name and imported, never pulled.
+"""
 
 from __future__ import annotations
 
