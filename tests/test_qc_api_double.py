@@ -20,7 +20,9 @@ from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
 def double() -> Iterator[tuple[ApiDouble, str]]:
     state = ApiDouble({CANARY_USER_ID: CANARY_API_TOKEN})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     yield state, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
