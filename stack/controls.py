@@ -130,10 +130,10 @@ CONTROLS: tuple[Control, ...] = (
         "RUN-02",
         "The only writable path is a small tmpfs mounted noexec,nosuid,nodev",
         "container-compromise",
-        "compose/compose.yaml (tmpfs)",
+        "compose/compose.yaml (tmpfs; ipc: none, so no /dev/shm)",
         "dropping and running a binary, and filling memory through the scratch space",
         (),
-        disable={"tmpfs": Override(["/tmp:rw,exec,mode=1777"])},
+        disable={"tmpfs": Override(["/tmp:rw,exec,mode=1777"]), "ipc": "private"},
     ),
     Control(
         "RUN-03",
