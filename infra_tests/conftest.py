@@ -166,10 +166,6 @@ def host_canary(docker: DockerHost, project: str, qc_mcp: Container) -> Iterator
     port = 18081
     name = f"{project}-host-canary"
     start_canary(docker, name, qc_mcp.attrs["Image"], "host", port)
-    docker.check(
-        "timeout 10 sh -c %s",
-        f"until python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 1)'"
-        " 2>/dev/null; do sleep 0.2; done",
-    )
+    assert docker.connects("127.0.0.1", port, wait_seconds=10), "the host canary did not start"
     yield port
     docker.run("docker rm -f %s", name)

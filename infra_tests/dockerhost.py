@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,20 @@ class DockerHost:
         lines = [line for line in str(result.stdout).splitlines() if line.startswith("{")]
         data = json.loads(lines[-1]) if lines else {}
         return ProbeResult(rc=result.rc, data=data, stderr=str(result.stderr))
+
+    def connects(self, address: str, port: int, *, wait_seconds: float = 0) -> bool:
+        """Whether the Docker host itself can open a TCP connection to address:port.
+
+        With wait_seconds, keeps trying that long (for a server that is still starting).
+        """
+        code = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            if self.host.run("python3 -c %s %s %s", code, address, str(port)).rc == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
 
     def attempt(
         self, container: str, attack: str, *args: str, setup: str = "", user: str | None = None

@@ -47,15 +47,6 @@ def published_canary(
     docker.run("docker rm -f %s", name)
 
 
-def host_can_connect(docker: DockerHost, address: str, port: int) -> bool:
-    code = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
-    for _ in range(20):
-        if docker.run("python3 -c %s %s %s", code, address, str(port)).rc == 0:
-            return True
-        docker.run("sleep 0.25")
-    return False
-
-
 @pytest.mark.control("NET-01", "config")
 def test_no_port_is_published(qc_mcp: Container) -> None:
     assert not qc_mcp.host_config["PortBindings"]
@@ -67,12 +58,7 @@ def test_no_port_is_published(qc_mcp: Container) -> None:
 def test_host_cannot_call_the_unauthenticated_server_directly(
     docker: DockerHost, qc_mcp: Container, address: str
 ) -> None:
-    assert not host_connects(docker, address, SERVER_PORT)
-
-
-def host_connects(docker: DockerHost, address: str, port: int) -> bool:
-    code = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
-    return bool(docker.run("python3 -c %s %s %s", code, address, str(port)).rc == 0)
+    assert not docker.connects(address, SERVER_PORT)
 
 
 @pytest.mark.control("NET-02", "config")
@@ -86,7 +72,7 @@ def test_server_cannot_reach_a_canary_outside_the_stack(
     docker: DockerHost, qc_mcp: Container, published_canary: tuple[str, int]
 ) -> None:
     address, port = published_canary
-    assert host_can_connect(docker, address, port), "the canary itself is not up"
+    assert docker.connects(address, port, wait_seconds=5), "the canary itself is not up"
     result = docker.probe(qc_mcp.id, CONNECT, address, str(port))
     assert result.data["connected"] is False
     assert result.data["error"] in UNREACHABLE
