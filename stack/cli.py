@@ -10,22 +10,13 @@ from pathlib import Path
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
 from stack.settings import Settings
+from stack.suites import prepare_test_secrets, pytest_command
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def operator_project(settings: Settings) -> ComposeProject:
     return ComposeProject(settings, settings.project_name, settings.secrets_dir)
-
-
-def prepare_test_secrets(settings: Settings) -> ComposeProject:
-    from stack.secrets import write_secret
-    from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
-
-    directory = settings.build_dir / "test-secrets"
-    write_secret(directory, "qc_user_id", CANARY_USER_ID)
-    write_secret(directory, "qc_api_token", CANARY_API_TOKEN)
-    return ComposeProject(settings, settings.test_project_name, directory)
 
 
 def cmd_build(settings: Settings, args: argparse.Namespace) -> int:
@@ -53,19 +44,6 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     with step(f"stop compose project {project.name}"):
         project.down()
     return 0
-
-
-def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--project={project}",
-        f"--hosts={settings.test_hosts}",
-        *extra,
-    ]
 
 
 def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,13 +91,7 @@ def cmd_controls(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     from stack.build.base import ensure_base_image
     from stack.controls import CONTROLS
-    from stack.mutation import (
-        MutationResult,
-        build_weakened_image,
-        mutable_controls,
-        mutation_project,
-        read_report,
-    )
+    from stack.mutation import MutationResult, check_control, mutable_controls
 
     cmd_build(settings, args)
     base = ensure_base_image(settings)
@@ -127,39 +99,9 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     wanted = set(args.control)
     results: list[MutationResult] = []
     for control in mutable_controls():
-        if wanted and control.id not in wanted:
-            continue
-        project = mutation_project(settings, control, secrets)
-        report = settings.build_dir / "mutations" / f"{control.id}.json"
-        report.unlink(missing_ok=True)
-        with step(f"{control.id} switched off: {control.title}"):
-            try:
-                if control.weaken_image is not None:
-                    build_weakened_image(control, settings, base)
-                project.down()
-                project.up()
-                run(
-                    pytest_command(
-                        settings,
-                        project.name,
-                        "-q",
-                        "--no-header",
-                        "-p",
-                        "no:randomly",
-                        f"--control={control.id}",
-                        f"--control-report={report}",
-                        str(settings.repo_root / "infra_tests"),
-                    ),
-                    check=False,
-                    # Red tests are the point here; their output would read as a failed run.
-                    capture=True,
-                )
-                red, total = read_report(report, control.id)
-                results.append(MutationResult(control.id, red, total))
-            except CommandError as error:
-                results.append(MutationResult(control.id, {}, {}, str(error).splitlines()[0]))
-            finally:
-                project.down()
+        if not wanted or control.id in wanted:
+            with step(f"{control.id} switched off: {control.title}"):
+                results.append(check_control(settings, control, secrets, base))
     print("\nmutation check: each control switched off alone, its tests expected red")
     for result in results:
         print("  " + result.summary())

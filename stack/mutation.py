@@ -11,8 +11,9 @@ import yaml
 
 from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
-from stack.process import DOCKER_BUILD_ENVIRONMENT, run
+from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run
 from stack.settings import Settings
+from stack.suites import pytest_command
 from stack.testdata import CANARY_API_TOKEN
 
 
@@ -140,3 +141,37 @@ def mutation_project(settings: Settings, control: Control, secrets_dir: Path) ->
     return ComposeProject(
         settings, f"{settings.test_project_name}-mutant", secrets_dir, (override,)
     )
+
+
+def check_control(
+    settings: Settings, control: Control, secrets_dir: Path, base: str
+) -> MutationResult:
+    """Runs the control's tests against a stack with the control switched off."""
+    project = mutation_project(settings, control, secrets_dir)
+    report = settings.build_dir / "mutations" / f"{control.id}.json"
+    report.unlink(missing_ok=True)
+    try:
+        if control.weaken_image is not None:
+            build_weakened_image(control, settings, base)
+        project.down()
+        project.up()
+        run(
+            pytest_command(
+                settings,
+                project.name,
+                "-q",
+                "--no-header",
+                f"--control={control.id}",
+                f"--control-report={report}",
+                str(settings.repo_root / "infra_tests"),
+            ),
+            check=False,
+            # Red tests are the point here; their output would read as a failed run.
+            capture=True,
+        )
+        red, total = read_report(report, control.id)
+        return MutationResult(control.id, red, total)
+    except CommandError as error:
+        return MutationResult(control.id, {}, {}, str(error).splitlines()[0])
+    finally:
+        project.down()
