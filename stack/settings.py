@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
+import re
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+
+
+class EgressDestination(NamedTuple):
+    """One host name and TCP port the egress proxy lets qc-mcp open a tunnel to."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_destination(entry: str) -> EgressDestination:
+    """Reads `host:port`; refuses IP literals, wildcards and anything but a plain DNS name."""
+    host, separator, port = entry.strip().lower().rpartition(":")
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r} is not host:port with a port from 1 to 65535")
+    try:
+        ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{entry!r} names an IP address; allow a DNS name, never an address")
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"{entry!r}: {host!r} is not a fully qualified DNS name (no wildcards)")
+    return EgressDestination(host, int(port))
 
 
 class Settings(BaseSettings):
@@ -45,8 +77,32 @@ class Settings(BaseSettings):
     secrets_dir: Path = REPO_ROOT / "secrets"
     """Folder holding the QuantConnect credentials as files: qc_user_id, qc_api_token."""
 
+    egress_allow: tuple[str, ...] = ("www.quantconnect.com:443",)
+    """The only destinations qc-mcp may reach, as `host:port`, through the egress proxy (NET)."""
+
+    egress_subnet: IPv4Network = IPv4Network("172.30.253.0/28")
+    """Subnet of the operator stack's `egress` network; the proxy serves clients from it alone,
+    so it is no open proxy for the outside network. Pick a free one if this collides."""
+
+    test_egress_subnet: IPv4Network = IPv4Network("172.30.254.0/28")
+    """The same for the test stacks, so tests can run beside the operator's stack."""
+
     test_hosts: str = "local://"
     """testinfra host spec the infra suites run against (local:// or ssh://user@vm)."""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("allow at least one destination (www.quantconnect.com:443)")
+        return tuple(str(parse_destination(entry)) for entry in value)
+
+    @field_validator("egress_subnet", "test_egress_subnet")
+    @classmethod
+    def _room_for_the_stack(cls, value: IPv4Network) -> IPv4Network:
+        if value.prefixlen > 28 or not value.is_private:
+            raise ValueError(f"{value} must be a private subnet of at least 16 addresses (/28)")
+        return value
 
     @field_validator("ca_bundle", "build_dir", "secrets_dir")
     @classmethod
@@ -65,6 +121,10 @@ class Settings(BaseSettings):
     @property
     def compose_file(self) -> Path:
         return REPO_ROOT / "compose" / "compose.yaml"
+
+    @property
+    def egress_destinations(self) -> tuple[EgressDestination, ...]:
+        return tuple(parse_destination(entry) for entry in self.egress_allow)
 
     def image(self, name: str) -> str:
         return f"qcstack/{name}:{self.image_tag}"
