@@ -14,6 +14,9 @@ import testinfra
 from infra_tests.dockerhost import DockerHost
 from stack.settings import Settings
 
+PROBES = Path(__file__).parent / "probes"
+CANARY_IPV6_SUBNET = "fd0c:a7a1:5e57::/64"  # unique local addresses: nobody else's
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("qcstack")
@@ -94,11 +97,74 @@ class Container:
     def host_config(self) -> dict[str, Any]:
         return dict(self.attrs["HostConfig"])
 
+    @property
+    def service(self) -> str:
+        return str(self.attrs["Config"]["Labels"]["com.docker.compose.service"])
+
+
+def stack_container(docker: DockerHost, project: str, service: str) -> Container:
+    container_id = docker.container_id(project, service)
+    return Container(container_id, docker.inspect("container", container_id))
+
 
 @pytest.fixture(scope="session")
 def qc_mcp(docker: DockerHost, project: str) -> Container:
-    container_id = docker.container_id(project, "qc-mcp")
-    return Container(container_id, docker.inspect("container", container_id))
+    return stack_container(docker, project, "qc-mcp")
+
+
+@pytest.fixture(scope="session")
+def egress_proxy(docker: DockerHost, project: str) -> Container:
+    return stack_container(docker, project, "egress-proxy")
+
+
+@pytest.fixture(scope="session")
+def api_double(docker: DockerHost, project: str) -> Container:
+    """The QuantConnect API double of the test stack (compose/test.yaml)."""
+    return stack_container(docker, project, "qc-api-double")
+
+
+def double_records(docker: DockerHost, api_double: Container) -> list[dict[str, Any]]:
+    """Every request the QuantConnect API double received, oldest first."""
+    lines = docker.check("docker logs %s", api_double.id).splitlines()
+    return [json.loads(line)["qc_api_double"] for line in lines if '"qc_api_double"' in line]
+
+
+def stack_network(project: str, name: str) -> str:
+    """The Docker name of one of the stack's networks (mcp, egress, outside)."""
+    return f"{project}_{name}"
+
+
+@dataclass(frozen=True)
+class McpSession:
+    """What an MCP client saw: the tools listed and the results of its calls."""
+
+    tools: list[str]
+    calls: dict[str, dict[str, Any]]
+
+
+def mcp_session(
+    docker: DockerHost, project: str, image: str, calls: list[tuple[str, dict[str, Any]]]
+) -> McpSession:
+    """Runs an MCP client in a container of the tests' own on the stack's `mcp` network."""
+    output = docker.check(
+        "docker run --rm --network %s --user 10002:10002 --read-only --cap-drop ALL "
+        "--security-opt no-new-privileges --entrypoint /usr/bin/python3 %s -c %s %s %s",
+        stack_network(project, "mcp"),
+        image,
+        (PROBES / "mcp_client.py").read_text(),
+        "http://qc-mcp:8000/mcp",
+        json.dumps(calls),
+    )
+    data = json.loads(output.strip().splitlines()[-1])
+    return McpSession(data["tools"], {call["tool"]: call for call in data["calls"]})
+
+
+@pytest.fixture(scope="session")
+def tool_calls(docker: DockerHost, project: str, qc_mcp: Container) -> McpSession:
+    """Real tool calls from an MCP client: qc-mcp -> egress proxy -> QuantConnect API double."""
+    return mcp_session(
+        docker, project, qc_mcp.attrs["Image"], [("read_account", {}), ("list_projects", {})]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -113,10 +179,9 @@ class TarEntry:
     path: str
 
 
-@pytest.fixture(scope="session")
-def qc_mcp_files(docker: DockerHost, qc_mcp: Container) -> list[TarEntry]:
-    """Every file of qc-mcp's image, read from a stopped copy so the running one is untouched."""
-    created = docker.check("docker create %s", qc_mcp.attrs["Image"]).strip()
+def image_files(docker: DockerHost, image: str) -> list[TarEntry]:
+    """Every file of an image, read from a stopped copy so the running container is untouched."""
+    created = docker.check("docker create %s", image).strip()
     try:
         listing = docker.check(f"docker export {created} | tar -tv --numeric-owner")
     finally:
@@ -130,30 +195,85 @@ def qc_mcp_files(docker: DockerHost, qc_mcp: Container) -> list[TarEntry]:
 
 
 @pytest.fixture(scope="session")
+def qc_mcp_files(docker: DockerHost, qc_mcp: Container) -> list[TarEntry]:
+    return image_files(docker, qc_mcp.attrs["Image"])
+
+
+@pytest.fixture(scope="session")
+def egress_proxy_files(docker: DockerHost, egress_proxy: Container) -> list[TarEntry]:
+    return image_files(docker, egress_proxy.attrs["Image"])
+
+
+@pytest.fixture(scope="session")
 def canary_network(docker: DockerHost, project: str) -> Iterator[dict[str, Any]]:
-    """A network of the tests' own, with a route out, for canary servers."""
+    """A network of the tests' own, IPv4 and IPv6, with a route out, for canary servers."""
     name = f"{project}-canary"
     docker.run("docker network rm %s", name)
-    docker.check("docker network create --label qcstack.test=canary %s", name)
+    docker.check(
+        "docker network create --label qcstack.test=canary --ipv6 --subnet %s %s",
+        CANARY_IPV6_SUBNET,
+        name,
+    )
     yield docker.inspect("network", name)
     docker.run("docker network rm %s", name)
 
 
+UDP_ECHO = """
+import socket
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", 9999))
+while True:
+    data, client = server.recvfrom(512)
+    server.sendto(b"canary:" + data, client)
+"""
+
+
 def start_canary(
-    docker: DockerHost, name: str, image: str, network: str, port: int, publish: str = ""
+    docker: DockerHost,
+    name: str,
+    image: str,
+    network: str,
+    port: int,
+    publish: str = "",
+    udp_echo: bool = False,
 ) -> str:
-    """Starts a tiny HTTP server container that the tests own; returns its container id."""
+    """Starts a tiny HTTP server container that the tests own (with udp_echo, a UDP echo server
+    on port 9999 instead); returns its container id."""
     docker.run("docker rm -f %s", name)
     publish_args = f"-p {publish} " if publish else ""
+    command = ("-c", UDP_ECHO) if udp_echo else ("-m", "http.server", "--bind", "::", str(port))
     return docker.check(
         "docker run -d --rm --name %s --label qcstack.test=canary --network %s --read-only "
         "--cap-drop ALL --security-opt no-new-privileges --user 10003:10003 --pids-limit 32 "
-        f"--memory 64m {publish_args}--entrypoint /usr/bin/python3 %s -m http.server %s",
+        f"--memory 64m {publish_args}--entrypoint /usr/bin/python3 %s" + " %s" * len(command),
         name,
         network,
         image,
-        str(port),
+        *command,
     ).strip()
+
+
+@dataclass(frozen=True)
+class Canary:
+    name: str
+    address: str
+    port: int
+
+
+def canary_address(docker: DockerHost, name: str, network: str) -> str:
+    networks = docker.inspect("container", name)["NetworkSettings"]["Networks"]
+    return str(networks[network]["IPAddress"])
+
+
+@pytest.fixture(scope="session")
+def outside_canary(docker: DockerHost, project: str, qc_mcp: Container) -> Iterator[Canary]:
+    """An HTTP canary on the stack's outside network, where the proxy could reach it."""
+    name, network = f"{project}-outside-canary", stack_network(project, "outside")
+    start_canary(docker, name, qc_mcp.attrs["Image"], network, 8080)
+    canary = Canary(name, canary_address(docker, name, network), 8080)
+    assert docker.connects(canary.address, canary.port, wait_seconds=10), "canary did not start"
+    yield canary
+    docker.run("docker rm -f %s", name)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,12 @@ class ProbeResult:
     stderr: str
 
 
+def _probe_result(result: Any) -> ProbeResult:
+    lines = [line for line in str(result.stdout).splitlines() if line.startswith("{")]
+    data = json.loads(lines[-1]) if lines else {}
+    return ProbeResult(rc=result.rc, data=data, stderr=str(result.stderr))
+
+
 @dataclass(frozen=True)
 class DockerHost:
     host: Host
@@ -85,9 +91,24 @@ class DockerHost:
             PROBE_PRELUDE + textwrap.dedent(source),
             *args,
         )
-        lines = [line for line in str(result.stdout).splitlines() if line.startswith("{")]
-        data = json.loads(lines[-1]) if lines else {}
-        return ProbeResult(rc=result.rc, data=data, stderr=str(result.stderr))
+        return _probe_result(result)
+
+    def host_probe(self, source: str, *args: str) -> ProbeResult:
+        """Runs Python source on the Docker host itself (as root: it looks into containers)."""
+        result = self.host.run(
+            "python3 -c %s" + " %s" * len(args), PROBE_PRELUDE + textwrap.dedent(source), *args
+        )
+        return _probe_result(result)
+
+    def main_pid(self, container: str) -> int:
+        """The host pid of the container's main process: the one its init started, if any."""
+        state = self.inspect("container", container)
+        pid = int(state["State"]["Pid"])
+        if state["HostConfig"].get("Init"):
+            children = self.check("cat /proc/%s/task/%s/children", str(pid), str(pid)).split()
+            assert len(children) == 1, f"init of {container} has children {children}"
+            pid = int(children[0])
+        return pid
 
     def connects(self, address: str, port: int, *, wait_seconds: float = 0) -> bool:
         """Whether the Docker host itself can open a TCP connection to address:port.
@@ -107,13 +128,24 @@ class DockerHost:
         self, container: str, attack: str, *args: str, setup: str = "", user: str | None = None
     ) -> int | None:
         """Tries `attack` (Python statements) in the container; returns the errno it failed with."""
-        source = (
-            textwrap.dedent(setup)
-            + "\ntry:\n"
-            + textwrap.indent(textwrap.dedent(attack).strip(), "    ")
-            + "\n    report(error=None)\nexcept OSError as error:\n    report(error=error.errno)\n"
-        )
-        result = self.probe(container, source, *args, user=user)
-        assert "error" in result.data, f"probe failed ({result.rc}): {result.stderr[-1000:]}"
-        error: int | None = result.data["error"]
-        return error
+        result = self.probe(container, _attempt_source(attack, setup), *args, user=user)
+        return _attempt_errno(result)
+
+    def host_attempt(self, attack: str, *args: str, setup: str = "") -> int | None:
+        """Tries `attack` on the Docker host itself; returns the errno it failed with."""
+        return _attempt_errno(self.host_probe(_attempt_source(attack, setup), *args))
+
+
+def _attempt_source(attack: str, setup: str) -> str:
+    return (
+        textwrap.dedent(setup)
+        + "\ntry:\n"
+        + textwrap.indent(textwrap.dedent(attack).strip(), "    ")
+        + "\n    report(error=None)\nexcept OSError as error:\n    report(error=error.errno)\n"
+    )
+
+
+def _attempt_errno(result: ProbeResult) -> int | None:
+    assert "error" in result.data, f"probe failed ({result.rc}): {result.stderr[-1000:]}"
+    error: int | None = result.data["error"]
+    return error

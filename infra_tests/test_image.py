@@ -220,3 +220,38 @@ def test_intruder_finds_no_setuid_binary_to_escalate_with(
     """,
     )
     assert result.data == {"found": []}
+
+
+# The egress proxy: the same image controls, checked on its image and from outside its container.
+
+PROXY_UID = 10002
+
+
+@pytest.mark.control("IMG-03", "config")
+def test_proxy_user_is_numeric_not_root_and_owns_nothing(
+    egress_proxy: Container, egress_proxy_files: list[TarEntry]
+) -> None:
+    assert egress_proxy.attrs["Config"]["User"] == f"{PROXY_UID}:{PROXY_UID}"
+    assert [e.path for e in egress_proxy_files if not e.owner.startswith("0/")] == []
+
+
+@pytest.mark.control("IMG-04", "config")
+def test_proxy_image_has_no_shell_package_manager_or_network_tool(
+    egress_proxy_files: list[TarEntry],
+) -> None:
+    assert [e.path for e in egress_proxy_files if e.path.rsplit("/", 1)[-1] in TOOLS] == []
+
+
+@pytest.mark.control("IMG-04", "behaviour")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_intruder_cannot_start_a_shell_in_the_proxy(
+    docker: DockerHost, egress_proxy: Container, shell: str
+) -> None:
+    result = docker.run("docker exec %s %s -c id", egress_proxy.id, shell)
+    assert result.rc != 0
+    assert "no such file or directory" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.control("IMG-05", "config")
+def test_proxy_image_has_no_setuid_or_setgid_files(egress_proxy_files: list[TarEntry]) -> None:
+    assert [e.path for e in egress_proxy_files if e.mode[3] in "sS" or e.mode[6] in "sS"] == []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra_tests.conftest import Container
 from infra_tests.dockerhost import DockerHost
+from stack.egress import HEALTHCHECK_COMMAND
 from stack.settings import Settings
 
 MiB = 1024 * 1024
@@ -598,12 +600,11 @@ def test_log_flood_cannot_fill_the_disk(docker: DockerHost, qc_mcp: Container) -
 
 @pytest.mark.control("RUN-13", "config")
 def test_only_read_only_secret_files_are_mounted(qc_mcp: Container) -> None:
-    mounts = qc_mcp.attrs["Mounts"]
-    assert {m["Destination"] for m in mounts} == {
-        "/run/secrets/qc_user_id",
-        "/run/secrets/qc_api_token",
-    }
-    assert all(m["Type"] == "bind" and m["RW"] is False for m in mounts)
+    mounts = {m["Destination"] for m in qc_mcp.attrs["Mounts"]}
+    credentials = {"/run/secrets/qc_user_id", "/run/secrets/qc_api_token"}
+    # Test stacks add the test CA that signed the API double's certificate (compose/test.yaml).
+    assert credentials <= mounts <= credentials | {"/run/secrets/qc_test_ca"}
+    assert all(m["Type"] == "bind" and m["RW"] is False for m in qc_mcp.attrs["Mounts"])
 
 
 @pytest.mark.control("RUN-13", "behaviour")
@@ -636,3 +637,147 @@ def test_no_host_path_is_mounted_writable(docker: DockerHost, qc_mcp: Container)
     )
     # Docker itself bind-mounts these three from its own state directory for name resolution.
     assert set(result.data["writable"]) <= {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+
+
+# The egress proxy -----------------------------------------------------------------------------
+# The same controls as qc-mcp, sized for squid. Its image has no interpreter to probe from, so
+# its behaviour tests act from the Docker host on the running squid: through the container's
+# own mounts (/proc/<pid>/root) and the kernel's record of its process (/proc/<pid>/status).
+
+PROXY_TMPFS = "rw,noexec,nosuid,nodev,size=1m,uid=10002,gid=10002,mode=0700"
+
+
+def runtime_setting(control: str, field: str, expected: object) -> Any:
+    return pytest.param(
+        field, expected, marks=pytest.mark.control(control, "config"), id=f"{control}-{field}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        runtime_setting("RUN-01", "ReadonlyRootfs", True),
+        runtime_setting("RUN-02", "Tmpfs", {"/dev/shm": PROXY_TMPFS}),
+        runtime_setting("RUN-02", "IpcMode", "none"),
+        runtime_setting("RUN-03", "CapDrop", ["ALL"]),
+        runtime_setting("RUN-03", "CapAdd", None),
+        runtime_setting("RUN-03", "Privileged", False),
+        runtime_setting("RUN-06", "Memory", 128 * MiB),
+        runtime_setting("RUN-06", "MemorySwap", 128 * MiB),
+        runtime_setting("RUN-07", "NanoCpus", 500_000_000),
+        runtime_setting("RUN-08", "PidsLimit", 32),
+        runtime_setting("RUN-09", "Ulimits", [{"Name": "nofile", "Hard": 1024, "Soft": 1024}]),
+        runtime_setting("RUN-10", "Init", True),
+        runtime_setting(
+            "RUN-12",
+            "LogConfig",
+            {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}},
+        ),
+    ],
+)
+def test_proxy_container_is_hardened_like_the_server(
+    egress_proxy: Container, field: str, expected: object
+) -> None:
+    assert egress_proxy.host_config[field] == expected
+
+
+@pytest.mark.control("RUN-04", "config")
+@pytest.mark.control("RUN-05", "config")
+def test_proxy_runs_without_new_privileges_under_its_recorded_profile(
+    egress_proxy: Container, settings: Settings
+) -> None:
+    options = egress_proxy.host_config["SecurityOpt"]
+    assert "no-new-privileges:true" in options
+    applied = [json.loads(o.removeprefix("seccomp=")) for o in options if o.startswith("seccomp=")]
+    expected = json.loads((settings.seccomp_dir / "egress-proxy.json").read_text())
+    assert applied == [expected]
+    assert expected["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+@pytest.mark.control("RUN-13", "config")
+def test_proxy_mounts_only_its_read_only_policy(egress_proxy: Container) -> None:
+    mounts = egress_proxy.attrs["Mounts"]
+    assert [(m["Destination"], m["Type"], m["RW"]) for m in mounts] == [
+        ("/etc/squid/policy.conf", "bind", False)
+    ]
+
+
+SQUID_STATUS = """
+    fields = {}
+    for line in open(f"/proc/{sys.argv[1]}/status"):
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    report(**fields)
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        pytest.param("Uid", ["10002"] * 4, marks=pytest.mark.control("IMG-03", "behaviour")),
+        pytest.param("Gid", ["10002"] * 4, marks=pytest.mark.control("IMG-03", "behaviour")),
+        *[
+            pytest.param(
+                cap, ["0000000000000000"], marks=pytest.mark.control("RUN-03", "behaviour")
+            )
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+        ],
+        pytest.param("NoNewPrivs", ["1"], marks=pytest.mark.control("RUN-04", "behaviour")),
+        pytest.param("Seccomp", ["2"], marks=pytest.mark.control("RUN-05", "behaviour")),
+    ],
+)
+def test_squid_process_runs_confined(
+    docker: DockerHost, egress_proxy: Container, field: str, expected: list[str]
+) -> None:
+    status = docker.host_probe(SQUID_STATUS, str(docker.main_pid(egress_proxy.id)))
+    assert status.data["Name"] == ["squid"], status.data.get("Name")
+    assert status.data[field] == expected
+
+
+@pytest.mark.control("RUN-01", "behaviour")
+@pytest.mark.parametrize("directory", ["/", "/etc/squid", "/usr/sbin", "/usr/local/bin"])
+def test_nothing_can_write_into_the_proxys_root_filesystem(
+    docker: DockerHost, egress_proxy: Container, directory: str
+) -> None:
+    # Even root on the host, reaching in through the container's own root: the mount is read-only.
+    root = f"/proc/{docker.main_pid(egress_proxy.id)}/root"
+    attack = 'open(os.path.join(sys.argv[1] + sys.argv[2], "qcstack-probe"), "w").close()'
+    assert docker.host_attempt(attack, root, directory) == errno.EROFS
+
+
+@pytest.mark.control("RUN-02", "behaviour")
+def test_binary_dropped_in_the_proxys_tmpfs_cannot_be_executed(
+    docker: DockerHost, egress_proxy: Container
+) -> None:
+    setup = """
+        import shutil, subprocess
+        dropped = f"/proc/{sys.argv[1]}/root/dev/shm/dropped"
+        shutil.copyfile("/bin/true", dropped)
+        os.chmod(dropped, 0o755)
+    """
+    attack = "try:\n    subprocess.run([dropped], check=False)\nfinally:\n    os.unlink(dropped)"
+    pid = str(docker.main_pid(egress_proxy.id))
+    assert docker.host_attempt(attack, pid, setup=setup) == errno.EACCES
+
+
+@pytest.mark.control("RUN-11", "config")
+def test_proxy_health_check_proves_the_policy_is_loaded(
+    docker: DockerHost, egress_proxy: Container
+) -> None:
+    check = egress_proxy.attrs["Config"]["Healthcheck"]["Test"]
+    assert check == ["CMD", *HEALTHCHECK_COMMAND]
+    assert docker.inspect("container", egress_proxy.id)["State"]["Health"]["Status"] == "healthy"
+
+
+@pytest.mark.control("RUN-11", "behaviour")
+def test_frozen_proxy_fails_its_health_check(docker: DockerHost, egress_proxy: Container) -> None:
+    check = egress_proxy.attrs["Config"]["Healthcheck"]["Test"]
+    pid = str(docker.main_pid(egress_proxy.id))
+    docker.check("kill -STOP %s", pid)
+    try:
+        frozen = docker.run(
+            "timeout 10 docker exec %s" + " %s" * (len(check) - 1), egress_proxy.id, *check[1:]
+        )
+    finally:
+        docker.check("kill -CONT %s", pid)
+    assert frozen.rc != 0

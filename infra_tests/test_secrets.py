@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import errno
+import json
 
 import pytest
 
-from infra_tests.conftest import Container
+from infra_tests.conftest import Container, McpSession, double_records
 from infra_tests.dockerhost import DockerHost
 from stack.testdata import CANARY_API_TOKEN
+
+STACK_SERVICES = ("qc-mcp", "egress-proxy", "qc-api-double")
+WRITE_FILE = (
+    "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o444)"
+)
 
 SECRET_FILES = ("/run/secrets/qc_user_id", "/run/secrets/qc_api_token")
 
@@ -32,10 +38,14 @@ def test_credentials_are_mounted_as_secrets_not_set_as_environment(qc_mcp: Conta
     assert {m["Destination"] for m in qc_mcp.attrs["Mounts"]} >= set(SECRET_FILES)
 
 
-@pytest.mark.usefixtures("canary_planted")
+@pytest.mark.usefixtures("canary_planted", "tool_calls")
 @pytest.mark.control("SEC-01", "behaviour")
-def test_docker_inspect_does_not_reveal_the_token(docker: DockerHost, qc_mcp: Container) -> None:
-    assert CANARY_API_TOKEN not in docker.check("docker inspect %s", qc_mcp.id)
+@pytest.mark.parametrize("service", STACK_SERVICES)
+def test_docker_inspect_does_not_reveal_the_token(
+    docker: DockerHost, project: str, service: str
+) -> None:
+    container = docker.container_id(project, service)
+    assert CANARY_API_TOKEN not in docker.check("docker inspect %s", container)
 
 
 @pytest.mark.usefixtures("canary_planted")
@@ -62,11 +72,51 @@ def test_no_process_environment_holds_the_token(docker: DockerHost, qc_mcp: Cont
     assert result.data["leaking"] == []
 
 
+@pytest.mark.usefixtures("canary_planted", "tool_calls")
+@pytest.mark.control("SEC-01", "behaviour")
+@pytest.mark.parametrize("service", STACK_SERVICES)
+def test_container_logs_do_not_reveal_the_token(
+    docker: DockerHost, project: str, service: str
+) -> None:
+    # The proxy's log is its access log: every request, so every tunnel qc-mcp opened.
+    logs = docker.run("docker logs %s", docker.container_id(project, service))
+    assert CANARY_API_TOKEN not in logs.stdout + logs.stderr
+
+
 @pytest.mark.usefixtures("canary_planted")
 @pytest.mark.control("SEC-01", "behaviour")
-def test_container_logs_do_not_reveal_the_token(docker: DockerHost, qc_mcp: Container) -> None:
-    logs = docker.run("docker logs %s", qc_mcp.id)
-    assert CANARY_API_TOKEN not in logs.stdout + logs.stderr
+def test_token_never_travels_to_the_api_only_its_signature(
+    docker: DockerHost, api_double: Container, tool_calls: McpSession
+) -> None:
+    records = double_records(docker, api_double)
+    assert records, "no request reached the API double"
+    assert CANARY_API_TOKEN not in json.dumps(records)
+
+
+@pytest.mark.control("SEC-01", "behaviour")
+@pytest.mark.parametrize("secret", ["qc_user_id", "qc_api_token"])
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_server_refuses_to_start_without_a_credential_and_names_it(
+    docker: DockerHost, qc_mcp: Container, secret: str, problem: str
+) -> None:
+    folder = docker.check("mktemp -d").strip()
+    try:
+        mounts = []
+        for name in ("qc_user_id", "qc_api_token"):
+            if name == secret and problem == "missing":
+                continue
+            path, value = f"{folder}/{name}", "" if name == secret else "1"
+            docker.check("python3 -c %s %s %s", WRITE_FILE, path, value)
+            mounts.append(f"-v {path}:/run/secrets/{name}:ro")
+        result = docker.run(
+            f"docker run --rm --read-only --cap-drop ALL --network none {' '.join(mounts)} %s",
+            qc_mcp.attrs["Image"],
+        )
+    finally:
+        docker.run("rm -rf %s", folder)
+    assert result.rc != 0
+    assert f"/run/secrets/{secret}" in result.stderr
+    assert ("empty" if problem == "empty" else "cannot read") in result.stderr
 
 
 @pytest.mark.control("SEC-02", "config")

@@ -10,13 +10,15 @@ from pathlib import Path
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
 from stack.settings import Settings
-from stack.suites import prepare_test_secrets, pytest_command
+from stack.suites import prepare_test_secrets, pytest_command, test_project
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def operator_project(settings: Settings) -> ComposeProject:
-    return ComposeProject(settings, settings.project_name, settings.secrets_dir)
+    return ComposeProject(
+        settings, settings.project_name, settings.secrets_dir, settings.egress_subnet
+    )
 
 
 def cmd_build(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,7 +59,8 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     if unit.returncode != 0:
         return unit.returncode
     cmd_build(settings, args)
-    project = prepare_test_secrets(settings)
+    prepare_test_secrets(settings)
+    project = test_project(settings)
     with step(f"clean start of compose project {project.name}"):
         project.down()
         project.up()
@@ -95,13 +98,13 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
 
     cmd_build(settings, args)
     base = ensure_base_image(settings)
-    secrets = prepare_test_secrets(settings).secrets_dir
+    prepare_test_secrets(settings)
     wanted = set(args.control)
     results: list[MutationResult] = []
     for control in mutable_controls():
         if not wanted or control.id in wanted:
             with step(f"{control.id} switched off: {control.title}"):
-                results.append(check_control(settings, control, secrets, base))
+                results.append(check_control(settings, control, base))
     print("\nmutation check: each control switched off alone, its tests expected red")
     for result in results:
         print("  " + result.summary())

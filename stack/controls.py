@@ -58,10 +58,12 @@ class Control:
     enforced: str
     stops: str
     refs: tuple[str, ...] = ()
-    # A compose override of the qc-mcp service that switches the control off, for the mutation
-    # check; None where the control lives in the image and no override can remove it.
+    # A compose override document that switches the control off, for the mutation check; None
+    # where the control lives in the image and no override can remove it. Strings may name
+    # {canary_token}, {repo_root}, {mutation_dir} and {egress_subnet}.
     disable: dict[str, Any] | None = field(default=None, hash=False)
-    disable_networks: dict[str, Any] | None = field(default=None, hash=False)
+    # Files the override refers to, written into {mutation_dir} first: name -> content.
+    disable_files: dict[str, str] = field(default_factory=dict, hash=False)
     # For a control built into the image: Dockerfile steps that weaken a copy of it, where
     # `tools` is a stage of the Debian base image. The mutation check runs that copy.
     weaken_image: str | None = None
@@ -69,6 +71,21 @@ class Control:
 
 def _cis(*sections: str) -> tuple[str, ...]:
     return tuple(f"{CIS}:{section}" for section in sections)
+
+
+def _qc_mcp(**service: Any) -> dict[str, Any]:
+    """An override of the qc-mcp service alone."""
+    return {"services": {"qc-mcp": service}}
+
+
+def _internal_networks(**network: Any) -> dict[str, Any]:
+    """An override of both internal networks of qc-mcp."""
+    return {"networks": {"mcp": network, "egress": network}}
+
+
+def _egress_policy() -> dict[str, Any]:
+    """An override that gives the proxy another policy.conf than the one settings render."""
+    return {"configs": {"egress_policy": {"file": "{mutation_dir}/policy.conf"}}}
 
 
 CONTROLS: tuple[Control, ...] = (
@@ -97,7 +114,7 @@ CONTROLS: tuple[Control, ...] = (
         _cis("4.1", "5.23"),
         # Root without capabilities cannot read the 0400 secret files of uid 10001, so the
         # mutant gets back the one capability it needs to start.
-        disable={"user": "0:0", "cap_add": ["DAC_OVERRIDE"]},
+        disable=_qc_mcp(user="0:0", cap_add=["DAC_OVERRIDE"]),
     ),
     Control(
         "IMG-04",
@@ -124,7 +141,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (read_only)",
         "persisting or replacing code in the container's filesystem",
         _cis("5.12"),
-        disable={"read_only": False},
+        disable=_qc_mcp(read_only=False),
     ),
     Control(
         "RUN-02",
@@ -133,7 +150,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (tmpfs; ipc: none, so no /dev/shm)",
         "dropping and running a binary, and filling memory through the scratch space",
         (),
-        disable={"tmpfs": Override(["/tmp:rw,exec,mode=1777"]), "ipc": "private"},
+        disable=_qc_mcp(tmpfs=Override(["/tmp:rw,exec,mode=1777"]), ipc="private"),
     ),
     Control(
         "RUN-03",
@@ -142,7 +159,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (cap_drop: ALL)",
         "raw sockets, file ownership changes and other privileged kernel operations",
         _cis("5.3", "5.4"),
-        disable={"cap_drop": RESET},
+        disable=_qc_mcp(cap_drop=RESET),
     ),
     Control(
         "RUN-04",
@@ -153,7 +170,7 @@ CONTROLS: tuple[Control, ...] = (
         _cis("5.25"),
         # Without no-new-privileges runc loads the filter while still privileged and then needs
         # syscalls the allow-list refuses (fstat, capset...), so this mutant runs unconfined.
-        disable={"security_opt": Override(["seccomp:unconfined"])},
+        disable=_qc_mcp(security_opt=Override(["seccomp:unconfined"])),
     ),
     Control(
         "RUN-05",
@@ -162,7 +179,7 @@ CONTROLS: tuple[Control, ...] = (
         "seccomp/qc-mcp.json; compose/compose.yaml (security_opt)",
         "kernel attack surface: namespaces, mounts, ptrace, bpf, io_uring, keyrings, modules",
         _cis("5.21"),
-        disable={"security_opt": Override(["no-new-privileges:true", "seccomp:unconfined"])},
+        disable=_qc_mcp(security_opt=Override(["no-new-privileges:true", "seccomp:unconfined"])),
     ),
     Control(
         "RUN-06",
@@ -171,7 +188,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (mem_limit, memswap_limit)",
         "exhausting the host's memory",
         _cis("5.10"),
-        disable={"mem_limit": RESET, "memswap_limit": RESET},
+        disable=_qc_mcp(mem_limit=RESET, memswap_limit=RESET),
     ),
     Control(
         "RUN-07",
@@ -180,7 +197,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (cpus)",
         "starving the host and the other containers of CPU",
         _cis("5.11"),
-        disable={"cpus": RESET},
+        disable=_qc_mcp(cpus=RESET),
     ),
     Control(
         "RUN-08",
@@ -189,7 +206,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (pids_limit)",
         "a fork bomb exhausting the host's process table",
         _cis("5.28"),
-        disable={"pids_limit": RESET},
+        disable=_qc_mcp(pids_limit=RESET),
     ),
     Control(
         "RUN-09",
@@ -198,7 +215,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (ulimits nofile)",
         "exhausting the host's file descriptors",
         _cis("5.18"),
-        disable={"ulimits": RESET},
+        disable=_qc_mcp(ulimits=RESET),
     ),
     Control(
         "RUN-10",
@@ -207,7 +224,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (init)",
         "zombie processes piling up until the process limit is hit",
         (),
-        disable={"init": False},
+        disable=_qc_mcp(init=False),
     ),
     Control(
         "RUN-11",
@@ -217,7 +234,7 @@ CONTROLS: tuple[Control, ...] = (
         "a hung or frozen server going unnoticed",
         _cis("4.6", "5.26"),
         # A check that checks nothing: the weak setting a deployment would really ship.
-        disable={"healthcheck": {"test": Override(["CMD", "/usr/bin/python3", "-c", "pass"])}},
+        disable=_qc_mcp(healthcheck={"test": Override(["CMD", "/usr/bin/python3", "-c", "pass"])}),
     ),
     Control(
         "RUN-12",
@@ -226,7 +243,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (logging)",
         "filling the host's disk through the container's output",
         (),
-        disable={"logging": {"driver": "json-file", "options": RESET}},
+        disable=_qc_mcp(logging={"driver": "json-file", "options": RESET}),
     ),
     Control(
         "RUN-13",
@@ -235,7 +252,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (no volumes)",
         "reaching the Docker API or host files to escape the container",
         _cis("5.5", "5.31"),
-        disable={"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
+        disable=_qc_mcp(volumes=["/var/run/docker.sock:/var/run/docker.sock"]),
     ),
     Control(
         "SEC-01",
@@ -246,7 +263,7 @@ CONTROLS: tuple[Control, ...] = (
         (),
         # The launcher refuses QUANTCONNECT_* variables outright, so the mutant leaks the token
         # under another name, as a careless deployment would.
-        disable={"environment": {"QC_TOKEN": "{canary_token}"}},
+        disable=_qc_mcp(environment={"QC_TOKEN": "{canary_token}"}),
     ),
     Control(
         "SEC-02",
@@ -265,27 +282,78 @@ CONTROLS: tuple[Control, ...] = (
         _cis("5.8", "5.13"),
         # Docker silently publishes nothing for a container on an internal network alone, so
         # the mutant is also on an ordinary one, as a deployment that publishes a port would be.
-        disable={"ports": ["127.0.0.1:8000:8000"]},
-        disable_networks={"mcp": {"internal": False, "driver_opts": RESET}},
+        disable={
+            **_qc_mcp(ports=["127.0.0.1:8000:8000"]),
+            **_internal_networks(internal=False, driver_opts=RESET),
+        },
     ),
     Control(
         "NET-02",
-        "Attached only to an internal network",
+        "Attached only to internal networks: no route out, over IPv4 or IPv6",
         "ip-leakage",
-        "compose/compose.yaml (networks: internal)",
+        "compose/compose.yaml (networks mcp and egress: internal, no IPv6)",
         "sending strategy code or credentials to any destination outside the stack",
         _cis("5.29"),
         # An ordinary bridge: with NET-03 still on, the missing gateway alone would stop egress.
-        disable_networks={"mcp": {"internal": False, "driver_opts": RESET}},
+        disable=_internal_networks(internal=False, driver_opts=RESET),
     ),
     Control(
         "NET-03",
-        "The internal network has no address on the host, so host services are unreachable",
+        "The internal networks have no address on the host, so host services are unreachable",
         "credential-theft",
         "compose/compose.yaml (driver_opts inhibit_ipv4)",
         "reaching services on the Docker host (SSH, local APIs) through the bridge's gateway",
         (),
-        disable_networks={"mcp": {"driver_opts": RESET}},
+        disable=_internal_networks(driver_opts=RESET),
+    ),
+    Control(
+        "NET-04",
+        "The only way out is the egress proxy: CONNECT to allow-listed host:port pairs",
+        "ip-leakage",
+        "images/egress-proxy/squid.conf; stack/egress.py (policy.conf from settings egress_allow)",
+        "tunnelling to any other name, IP address or port, or plain-HTTP requests, through the "
+        "one component with a route out",
+        (),
+        # The rendered policy (so the health check still passes) ending in an allow-all.
+        disable=_egress_policy(),
+        disable_files={"policy.conf": "{policy_allow_all}"},
+    ),
+    Control(
+        "NET-05",
+        "qc-mcp resolves only the stack's own names; its resolver forwards nowhere",
+        "ip-leakage",
+        "compose/compose.yaml (dns: 127.0.0.1)",
+        "DNS tunnelling: data encoded in lookups of an attacker's domain, which any upstream "
+        "resolver would forward",
+        (),
+        # A resolver that answers every name, as an upstream would: a canary of the mutant's own.
+        disable={
+            "services": {
+                "qc-mcp": {"dns": Override(["{dns_canary_address}"])},
+                "dns-canary": {
+                    "image": "qcstack/qc-mcp:${QCSTACK_IMAGE_TAG:-local}",
+                    "entrypoint": ["/usr/bin/python3", "/canary/dns.py"],
+                    "user": "10003:10003",
+                    "read_only": True,
+                    "cap_drop": ["ALL"],
+                    "security_opt": ["no-new-privileges:true"],
+                    "sysctls": {"net.ipv4.ip_unprivileged_port_start": 53},
+                    "configs": [{"source": "dns_canary", "target": "/canary/dns.py"}],
+                    "networks": {"egress": {"ipv4_address": "{dns_canary_address}"}},
+                },
+            },
+            "configs": {"dns_canary": {"file": "{repo_root}/infra_tests/canaries/dns.py"}},
+        },
+    ),
+    Control(
+        "NET-06",
+        "The egress proxy serves the stack's egress network alone: no open proxy",
+        "ip-leakage",
+        "stack/egress.py (src ACL of the egress subnet); compose/compose.yaml (ipam subnet)",
+        "anything on the outside network (or the host) using the proxy as a relay",
+        (),
+        disable=_egress_policy(),
+        disable_files={"policy.conf": "{policy_for_any_client}"},
     ),
 )
 

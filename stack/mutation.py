@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import yaml
 
 from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
+from stack.egress import render_policy
 from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run
 from stack.settings import Settings
-from stack.suites import pytest_command
+from stack.suites import pytest_command, test_project
 from stack.testdata import CANARY_API_TOKEN
 
 
@@ -67,7 +69,7 @@ def weakened_image_tag(control: Control) -> str:
 def build_weakened_image(control: Control, settings: Settings, base: str) -> None:
     """Builds a copy of qc-mcp's image with `control` switched off."""
     assert control.weaken_image is not None
-    context = settings.build_dir / "mutations" / control.id
+    context = mutation_dir(settings, control)
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(WEAKENED_DOCKERFILE.format(steps=control.weaken_image))
     run(
@@ -78,24 +80,48 @@ def build_weakened_image(control: Control, settings: Settings, base: str) -> Non
     )  # fmt: skip
 
 
+def mutation_dir(settings: Settings, control: Control) -> Path:
+    return settings.build_dir / "mutations" / control.id
+
+
+def placeholder_values(settings: Settings, control: Control) -> dict[str, str]:
+    """What the {placeholders} of a control's override stand for in this run."""
+    subnet = settings.test_egress_subnet
+    return {
+        "canary_token": CANARY_API_TOKEN,
+        "repo_root": str(settings.repo_root),
+        "mutation_dir": str(mutation_dir(settings, control)),
+        "dns_canary_address": str(subnet[13]),
+        "policy_for_any_client": render_policy(
+            settings.egress_destinations, IPv4Network("0.0.0.0/0")
+        ),
+        "policy_allow_all": render_policy(settings.egress_destinations, subnet)
+        + "http_access allow all\n",
+    }
+
+
 def render_override(control: Control, settings: Settings) -> str:
     """The compose override file that switches `control` off."""
-    values = {"canary_token": CANARY_API_TOKEN}
     document: dict[str, Any] = {}
     if control.weaken_image is not None:
         document["services"] = {"qc-mcp": {"image": weakened_image_tag(control)}}
     if control.disable is not None:
-        document["services"] = {"qc-mcp": _fill(control.disable, values)}
-    if control.disable_networks is not None:
-        document["networks"] = control.disable_networks
+        document = _fill(control.disable, placeholder_values(settings, control))
     return yaml.dump(document, Dumper=_OverrideDumper, sort_keys=False)
 
 
+def write_mutation_files(settings: Settings, control: Control) -> None:
+    values = placeholder_values(settings, control)
+    folder = mutation_dir(settings, control)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in control.disable_files.items():
+        path = folder / name
+        path.write_text(_fill(content, values), encoding="utf-8")
+        path.chmod(0o444)
+
+
 def mutable_controls() -> list[Control]:
-    return [
-        c for c in CONTROLS
-        if c.disable is not None or c.disable_networks is not None or c.weaken_image is not None
-    ]  # fmt: skip
+    return [c for c in CONTROLS if c.disable is not None or c.weaken_image is not None]
 
 
 @dataclass(frozen=True)
@@ -133,21 +159,18 @@ def read_report(path: Path, control_id: str) -> tuple[dict[str, int], dict[str, 
     return red, total
 
 
-def mutation_project(settings: Settings, control: Control, secrets_dir: Path) -> ComposeProject:
+def mutation_project(settings: Settings, control: Control) -> ComposeProject:
     folder = settings.build_dir / "mutations"
     folder.mkdir(parents=True, exist_ok=True)
     override = folder / f"{control.id}.yaml"
     override.write_text(render_override(control, settings))
-    return ComposeProject(
-        settings, f"{settings.test_project_name}-mutant", secrets_dir, (override,)
-    )
+    write_mutation_files(settings, control)
+    return test_project(settings, f"{settings.test_project_name}-mutant", (override,))
 
 
-def check_control(
-    settings: Settings, control: Control, secrets_dir: Path, base: str
-) -> MutationResult:
+def check_control(settings: Settings, control: Control, base: str) -> MutationResult:
     """Runs the control's tests against a stack with the control switched off."""
-    project = mutation_project(settings, control, secrets_dir)
+    project = mutation_project(settings, control)
     report = settings.build_dir / "mutations" / f"{control.id}.json"
     report.unlink(missing_ok=True)
     try:

@@ -1,21 +1,57 @@
-"""Runs the test suites against a compose project: the canary test stack and pytest's command."""
+"""The test stacks: canary credentials, the API double's certificates, and pytest's command."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from ipaddress import IPv4Network
+from pathlib import Path
 
 from stack.compose import ComposeProject
 from stack.secrets import write_secret
 from stack.settings import Settings
+from stack.testca import make_test_certificates
 from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
 
 
-def prepare_test_secrets(settings: Settings) -> ComposeProject:
-    """The test project, with the canary credentials written as its secrets."""
-    directory = settings.build_dir / "test-secrets"
+def test_secrets_dir(settings: Settings) -> Path:
+    return settings.build_dir / "test-secrets"
+
+
+def prepare_test_secrets(settings: Settings, directory: Path | None = None) -> Path:
+    """Writes the canary credentials and a fresh test CA (into `directory`, by default the test
+    stacks' folder); returns their folder."""
+    directory = directory or test_secrets_dir(settings)
     write_secret(directory, "qc_user_id", CANARY_USER_ID)
     write_secret(directory, "qc_api_token", CANARY_API_TOKEN)
-    return ComposeProject(settings, settings.test_project_name, directory)
+    make_test_certificates(directory)
+    return directory
+
+
+def test_project(
+    settings: Settings,
+    name: str | None = None,
+    overrides: Sequence[Path] = (),
+    *,
+    egress_subnet: IPv4Network | None = None,
+    secrets_dir: Path | None = None,
+    seccomp_dir: Path | None = None,
+) -> ComposeProject:
+    """A test stack: compose.yaml plus the API double (compose/test.yaml), canary secrets.
+
+    egress_subnet: the egress network's subnet, settings.test_egress_subnet unless given; a
+    stack that runs beside the test stack needs one of its own (compose refuses overlaps).
+    secrets_dir: where the canary secrets and test certificates are (prepare_test_secrets'
+    folder unless given). seccomp_dir: where the services' profiles are read from.
+    """
+    return ComposeProject(
+        settings,
+        name or settings.test_project_name,
+        secrets_dir or test_secrets_dir(settings),
+        egress_subnet or settings.test_egress_subnet,
+        overrides=(settings.repo_root / "compose" / "test.yaml", *overrides),
+        seccomp_dir=seccomp_dir,
+    )
 
 
 def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:

@@ -1,12 +1,17 @@
-"""Image builds: the base comes from Debian by default, a pulled one only when settings say so."""
+"""Image builds: the base, the recipes and their staged contexts, deb locks and the Go tools."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
+import pytest
+
+from stack.build import debs, gotools, images
 from stack.build.base import base_tag, ensure_base_image
 from stack.build.wheelhouse import fetch_wheels
+from stack.process import CommandError
 from stack.settings import Settings
 
 
@@ -33,3 +38,162 @@ def test_unchanged_lock_is_not_fetched_again(tmp_path: Path) -> None:
     (target / ".lock-sha256").write_text(hashlib.sha256(lock.read_bytes()).hexdigest())
     # A matching stamp means no pip run at all: this would fail offline otherwise.
     assert fetch_wheels(settings, lock) == target
+
+
+# --- Image recipes: every input optional, the egress proxy from Debian packages and a Go tool.
+
+REPO = Path(__file__).resolve().parent.parent
+DEB_LOCK = REPO / "locks" / "egress-proxy.debs"
+
+
+def fake_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Stands in for the fetches and the Go build, which need the network and a toolchain."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    (debs / "squid_5.7_amd64.deb").write_bytes(b"deb")
+    tool = tmp_path / "healthcheck"
+    tool.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(images, "fetch_wheels", lambda settings, lock: wheels)
+    monkeypatch.setattr(images, "fetch_debs", lambda settings, lock: debs)
+    monkeypatch.setattr(images, "build_go_tool", lambda settings, name: tool)
+
+
+def recipe(name: str) -> images.ImageRecipe:
+    return next(r for r in images.IMAGES if r.name == name)
+
+
+def test_every_recipe_has_its_dockerfile_locks_and_tools() -> None:
+    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy"}
+    for r in images.IMAGES:
+        assert (REPO / "images" / r.name / "Dockerfile").is_file()
+        for lock in (r.python_lock, r.deb_lock):
+            assert lock is None or (REPO / "locks" / lock).is_file()
+        for tool in r.go_tools:
+            assert (REPO / "tools" / tool / "go.mod").is_file()
+
+
+def test_server_context_is_wheels_and_no_debs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_inputs(monkeypatch, tmp_path)
+    files = images.context_files(Settings(_env_file=None), recipe("qc-mcp"))  # type: ignore[call-arg]
+    assert files["requirements.txt"] == REPO / "locks" / "qc-mcp.txt"
+    assert "wheels/pkg-1.0-py3-none-any.whl" in files and "assemble_rootfs.py" in files
+    assert not any(k.startswith("debs") for k in files) and "healthcheck" not in files
+
+
+def test_proxy_context_is_debs_and_the_healthcheck(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_inputs(monkeypatch, tmp_path)
+    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
+    context = images.stage_context(settings, recipe("egress-proxy"))
+    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+    assert staged == {
+        "Dockerfile",
+        "squid.conf",
+        "assemble_rootfs.py",
+        "debs.lock",
+        "debs/squid_5.7_amd64.deb",
+        "healthcheck",
+    }
+    assert (context / "debs.lock").read_bytes() == DEB_LOCK.read_bytes()
+
+
+def test_proxy_image_is_from_scratch_non_root_squid_in_the_foreground() -> None:
+    dockerfile = (REPO / "images" / "egress-proxy" / "Dockerfile").read_text()
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    assert final.startswith("\nFROM scratch\n")
+    assert "\nUSER 10002:10002\n" in final
+    assert 'ENTRYPOINT ["/usr/sbin/squid", "-N", "-f", "/etc/squid/squid.conf"]' in final
+    assert "sha256sum --strict --quiet -c" in dockerfile  # IMG-02 for the .deb files too
+
+
+# --- Debian package locks
+
+
+def test_deb_lock_pins_squid_and_its_dependencies() -> None:
+    entries = debs.parse_lock(DEB_LOCK)
+    assert debs.lock_packages(DEB_LOCK) == ["squid"]
+    names = {e.package for e in entries}
+    assert {"squid", "squid-common", "squid-langpack", "libecap3"} <= names
+    assert "libc6" not in names  # in the base image, so not pinned here
+    for e in entries:
+        assert e.filename.startswith(f"{e.package}_") and e.filename.endswith(f"_{e.arch}.deb")
+
+
+def test_unchanged_deb_lock_is_not_fetched_again(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
+    target = debs.debs_dir(settings, DEB_LOCK)
+    target.mkdir(parents=True)
+    (target / ".lock-sha256").write_text(hashlib.sha256(DEB_LOCK.read_bytes()).hexdigest())
+    # A matching stamp means no container and no apt at all.
+    assert debs.fetch_debs(settings, DEB_LOCK) == target
+
+
+def write_deb_lock(tmp_path: Path, content: bytes) -> tuple[Path, list[debs.LockedDeb]]:
+    lock = tmp_path / "x.debs"
+    digest = hashlib.sha256(content).hexdigest()
+    lock.write_text(f"# packages: foo\nfoo 1.0-1 amd64 {digest} foo_1.0-1_amd64.deb\n")
+    return lock, debs.parse_lock(lock)
+
+
+def test_deb_with_another_sha256_is_refused_by_name(tmp_path: Path) -> None:
+    lock, entries = write_deb_lock(tmp_path, b"the real package")
+    folder = tmp_path / "debs"
+    folder.mkdir()
+    (folder / "foo_1.0-1_amd64.deb").write_bytes(b"a tampered package")
+    with pytest.raises(CommandError, match=r"foo_1\.0-1_amd64\.deb: sha256 .* does not match"):
+        debs.verify_debs(folder, entries, lock)
+    (folder / "foo_1.0-1_amd64.deb").write_bytes(b"the real package")
+    debs.verify_debs(folder, entries, lock)
+    (folder / "bar_2_amd64.deb").write_bytes(b"unpinned")
+    with pytest.raises(CommandError, match=r"does not pin: bar_2_amd64\.deb"):
+        debs.verify_debs(folder, entries, lock)
+
+
+def test_malformed_deb_lock_is_refused(tmp_path: Path) -> None:
+    lock = tmp_path / "bad.debs"
+    for line in (
+        "foo 1.0 amd64 nothex foo_1.0_amd64.deb",
+        "foo 1.0 amd64 " + "0" * 64 + " ../x.deb",
+    ):
+        lock.write_text(f"# packages: foo\n{line}\n")
+        with pytest.raises(CommandError, match="malformed"):
+            debs.parse_lock(lock)
+
+
+# --- Go tools
+
+
+def test_healthcheck_go_version_is_pinned_and_its_digest_follows_its_sources(
+    tmp_path: Path,
+) -> None:
+    source = REPO / "tools" / "healthcheck"
+    assert gotools.pinned_go_version(source) == (1, 26)
+    copy = tmp_path / "healthcheck"
+    shutil.copytree(source, copy)
+    before = gotools.source_digest(copy)
+    assert before == gotools.source_digest(source)
+    (copy / "main_test.go").write_text("package main\n")  # tests are not part of the binary
+    assert gotools.source_digest(copy) == before
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n// changed\n")
+    assert gotools.source_digest(copy) != before
+
+
+def test_cached_go_tool_is_reused_without_go(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
+    digest = gotools.source_digest(gotools.tool_dir(settings, "healthcheck"))
+    cached = tmp_path / "build" / "tools" / "healthcheck" / digest[:16] / "healthcheck"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
+    assert gotools.build_go_tool(settings, "healthcheck") == cached
+    cached.unlink()
+    with pytest.raises(CommandError, match="go is missing"):
+        gotools.build_go_tool(settings, "healthcheck")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from stack.controls import CONTROLS, Control
+from stack.egress import HEALTHCHECK_COMMAND
 from stack.mutation import mutable_controls, render_override
 from stack.settings import Settings
 
@@ -56,7 +57,15 @@ def test_server_gets_credentials_only_as_secret_files() -> None:
 
 @pytest.mark.parametrize("control", mutable_controls(), ids=lambda c: c.id)
 def test_mutation_override_is_valid_yaml_for_the_server(control: Control) -> None:
-    document = yaml.load(render_override(control, Settings()), Loader=_TagLoader)  # noqa: S506
-    assert set(document) <= {"services", "networks"}
-    if "services" in document:
-        assert list(document["services"]) == ["qc-mcp"]
+    text = render_override(control, Settings())
+    document = yaml.load(text, Loader=_TagLoader)  # noqa: S506
+    assert set(document) <= {"services", "networks", "configs"}
+    assert not re.search(r"(?<!\$)\{[a-z_]+\}", text), "a placeholder was left unfilled"
+    known = set(yaml.safe_load(COMPOSE.read_text())["services"])
+    # A mutant changes the stack's own services, or adds a canary of the mutation check's own.
+    assert set(document.get("services", {})) <= known | {"dns-canary"}
+
+
+def test_proxy_health_check_is_the_one_the_policy_answers() -> None:
+    service = yaml.safe_load(COMPOSE.read_text())["services"]["egress-proxy"]
+    assert service["healthcheck"]["test"] == ["CMD", *HEALTHCHECK_COMMAND]

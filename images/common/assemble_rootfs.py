@@ -1,5 +1,7 @@
-"""Copies a Python interpreter, its trimmed stdlib, installed packages and their shared-library
-closure into an empty root filesystem for a FROM-scratch image. Runs in the build stage."""
+"""Copies what a FROM-scratch image runs into an empty root filesystem: a Python interpreter with
+its trimmed stdlib and installed packages (--site), or native binaries (--binary), plus their
+shared-library closure, data files (--copy), an /etc/passwd with the one user, and nothing else.
+Runs in the build stage."""
 
 from __future__ import annotations
 
@@ -87,13 +89,47 @@ def copy_tree(src: Path, dest: Path, skip: set[str]) -> None:
     shutil.copytree(src, dest, symlinks=False, ignore=ignore, dirs_exist_ok=True)
 
 
+def copy_python(root: Path, site: Path) -> list[Path]:
+    """Copies the interpreter, its trimmed stdlib and the packages at `site`; returns the ELF
+    files whose libraries the image needs."""
+    executable = Path(sys.executable).resolve()
+    copy_file(executable, root)
+    python3 = root / "usr/bin/python3"
+    if not python3.exists():
+        os.symlink(executable.name, python3)
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    copy_tree(stdlib, root / str(stdlib).lstrip("/"), STDLIB_EXCLUDED)
+    shutil.rmtree(root / str(site).lstrip("/") / "bin", ignore_errors=True)
+
+    binaries = [executable]
+    for tree in (root / str(stdlib).lstrip("/"), root / str(site).lstrip("/")):
+        binaries += [p for p in tree.rglob("*.so*") if p.is_file()]
+    return binaries
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", type=Path)
-    parser.add_argument("--uid", type=int, required=True)
+    parser.add_argument("--uid", type=int, required=True, help="uid and gid of the one user")
     parser.add_argument("--user", required=True)
     parser.add_argument(
-        "--site", type=Path, required=True, help="path of the installed packages in the image"
+        "--site", type=Path, help="path of the installed Python packages in the image"
+    )
+    parser.add_argument(
+        "--binary", type=Path, action="append", default=[], help="a native program to copy"
+    )
+    parser.add_argument(
+        "--copy", type=Path, action="append", default=[], help="a data file or folder to copy"
+    )
+    parser.add_argument(
+        "--mkdir", type=Path, action="append", default=[], help="an empty folder to create"
+    )
+    parser.add_argument(
+        "--tmp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create /tmp (mode 1777) as the mount point of a tmpfs",
     )
     args = parser.parse_args()
     root: Path = args.root
@@ -105,22 +141,19 @@ def main() -> None:
         if not (root / link).exists():
             os.symlink(f"usr/{link}", root / link)
 
-    executable = Path(sys.executable).resolve()
-    copy_file(executable, root)
-    python3 = root / "usr/bin/python3"
-    if not python3.exists():
-        os.symlink(executable.name, python3)
-
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    copy_tree(stdlib, root / str(stdlib).lstrip("/"), STDLIB_EXCLUDED)
-    site: Path = args.site
-    shutil.rmtree(root / str(site).lstrip("/") / "bin", ignore_errors=True)
-
-    binaries = [executable]
-    for tree in (root / str(stdlib).lstrip("/"), root / str(site).lstrip("/")):
-        binaries += [p for p in tree.rglob("*.so*") if p.is_file()]
+    binaries = copy_python(root, args.site) if args.site else []
+    for binary in args.binary:
+        copy_file(binary, root)
+        binaries.append(binary.resolve())
     for lib in sorted(shared_libraries(binaries)):
         copy_file(lib, root)
+    for data in args.copy:
+        if data.is_dir():
+            copy_tree(data.resolve(), root / str(data).lstrip("/"), set())
+        else:
+            copy_file(data, root)
+    for directory in args.mkdir:
+        (root / str(directory).lstrip("/")).mkdir(parents=True, exist_ok=True)
 
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
@@ -131,8 +164,9 @@ def main() -> None:
     (etc / "group").write_text(f"root:x:0:\n{args.user}:x:{args.uid}:\n")
     (etc / "nsswitch.conf").write_text("hosts: files dns\npasswd: files\ngroup: files\n")
     tmp = root / "tmp"
-    tmp.mkdir(exist_ok=True)
-    tmp.chmod(0o1777)
+    if args.tmp:
+        tmp.mkdir(exist_ok=True)
+        tmp.chmod(0o1777)
 
     # IMG-05: nothing in the image may be setuid or setgid; IMG-03: nothing is writable by the
     # app user. IMG-04 is the whole of this script: only what is copied above exists.

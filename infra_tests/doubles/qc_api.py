@@ -59,16 +59,22 @@ def signature(user_id: str, token: str, timestamp: str) -> str:
     return "Basic " + base64.b64encode(f"{user_id}:{hashed}".encode()).decode("ascii")
 
 
+def claimed_user_id(headers: Any) -> str:
+    """The user id the Authorization header claims, or "" when it is not Basic user:hash."""
+    authorization = headers.get("Authorization") or ""
+    try:
+        return base64.b64decode(authorization.removeprefix("Basic ")).decode().split(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
 def authentication_error(headers: Any, users: dict[str, str], now: float) -> str | None:
     """Why the real API would refuse these headers, or None when they are correctly signed."""
     timestamp = headers.get("Timestamp") or ""
     if not timestamp.isdigit() or abs(now - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
         return f"Invalid timestamp, value received: {timestamp or 0}"
     authorization = headers.get("Authorization") or ""
-    try:
-        user_id = base64.b64decode(authorization.removeprefix("Basic ")).decode().split(":")[0]
-    except (ValueError, UnicodeDecodeError):
-        user_id = ""
+    user_id = claimed_user_id(headers)
     token = users.get(user_id)
     if token is None or authorization != signature(user_id, token, timestamp):
         return f"Hash doesn't match. UID: {user_id} Timestamp: {timestamp}"
@@ -83,14 +89,16 @@ class ApiDouble:
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def answer(self, path: str, headers: Any, body: bytes) -> dict[str, Any]:
+        error = authentication_error(headers, self.users, time.time())
         record = {
             "path": path,
             "headers": {k.lower(): v for k, v in headers.items()},
             "body": body.decode("utf-8", "replace"),
+            "user_id": claimed_user_id(headers),
+            "refused": error,
         }
         self.received.append(record)
         print(json.dumps({"qc_api_double": record}), flush=True)
-        error = authentication_error(headers, self.users, time.time())
         if error:
             return {"success": False, "errors": [error]}
         endpoint = path.removeprefix(API_PREFIX)
@@ -128,7 +136,13 @@ def serve(double: ApiDouble, port: int, certfile: str | None, keyfile: str | Non
     server.serve_forever()
 
 
+def read_value(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
 if __name__ == "__main__":
-    # argv: port user_id token [certfile keyfile]
-    port, user_id, token, *tls = sys.argv[1:]
-    serve(ApiDouble({user_id: token}), int(port), *(tls or [None, None]))
+    # argv: port user_id_file token_file [certfile keyfile]; the files are the stack's secrets.
+    port, user_id_file, token_file, *tls = sys.argv[1:]
+    users = {read_value(user_id_file): read_value(token_file)}
+    serve(ApiDouble(users), int(port), *(tls or [None, None]))

@@ -1,1 +1,1 @@
-"""Builds qcstack's images from local inputs: a Debian base rootfs and hash-pinned wheels."""
+"""Builds qcstack's images from local inputs: a Debian base, wheels and .debs pinned, Go tools."""

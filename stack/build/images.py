@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stack.build.base import ensure_base_image
+from stack.build.debs import fetch_debs
+from stack.build.gotools import build_go_tool
 from stack.build.wheelhouse import fetch_wheels
 from stack.process import DOCKER_BUILD_ENVIRONMENT, run, step
 from stack.settings import Settings
@@ -15,13 +17,24 @@ from stack.settings import Settings
 
 @dataclass(frozen=True)
 class ImageRecipe:
-    """One image of the stack: its folder under images/ and the lock of its Python packages."""
+    """One image of the stack: its folder under images/ and the local inputs its build stage
+    installs from, each optional: a lock of Python wheels, a lock of Debian packages, and static
+    Go tools from tools/ built on the host."""
 
     name: str
-    lock: str
+    python_lock: str | None = None
+    """locks/<file> pinning wheels by sha256: staged as requirements.txt and wheels/ (with pip's
+    own wheels from locks/build.txt to install them)."""
+    deb_lock: str | None = None
+    """locks/<file> pinning .deb files by sha256: staged as debs.lock and debs/."""
+    go_tools: tuple[str, ...] = ()
+    """tools/<name>, each staged as the static binary <name>."""
 
 
-IMAGES = (ImageRecipe(name="qc-mcp", lock="qc-mcp.txt"),)
+IMAGES = (
+    ImageRecipe(name="qc-mcp", python_lock="qc-mcp.txt"),
+    ImageRecipe(name="egress-proxy", deb_lock="egress-proxy.debs", go_tools=("healthcheck",)),
+)
 
 
 def sync_file(src: Path, dest: Path) -> None:
@@ -32,22 +45,37 @@ def sync_file(src: Path, dest: Path) -> None:
     shutil.copy2(src, dest)
 
 
-def stage_context(settings: Settings, recipe: ImageRecipe) -> Path:
+def context_files(settings: Settings, recipe: ImageRecipe) -> dict[str, Path]:
+    """Every file of the recipe's build context, by its path in the context; fetches and builds
+    the inputs that are not there yet."""
     root = settings.repo_root
-    context = settings.build_dir / "context" / recipe.name
-    lock = root / "locks" / recipe.lock
     wanted: dict[str, Path] = {
-        "requirements.txt": lock,
         "assemble_rootfs.py": root / "images" / "common" / "assemble_rootfs.py",
     }
     for source in (root / "images" / recipe.name).iterdir():
         wanted[source.name] = source
-    for wheelhouse in (
-        fetch_wheels(settings, lock),
-        fetch_wheels(settings, root / "locks" / "build.txt"),
-    ):
-        for wheel in wheelhouse.glob("*.whl"):
-            wanted[f"wheels/{wheel.name}"] = wheel
+    if recipe.python_lock:
+        lock = root / "locks" / recipe.python_lock
+        wanted["requirements.txt"] = lock
+        for wheelhouse in (
+            fetch_wheels(settings, lock),
+            fetch_wheels(settings, root / "locks" / "build.txt"),
+        ):
+            for wheel in wheelhouse.glob("*.whl"):
+                wanted[f"wheels/{wheel.name}"] = wheel
+    if recipe.deb_lock:
+        lock = root / "locks" / recipe.deb_lock
+        wanted["debs.lock"] = lock
+        for deb in fetch_debs(settings, lock).glob("*.deb"):
+            wanted[f"debs/{deb.name}"] = deb
+    for tool in recipe.go_tools:
+        wanted[tool] = build_go_tool(settings, tool)
+    return wanted
+
+
+def stage_context(settings: Settings, recipe: ImageRecipe) -> Path:
+    context = settings.build_dir / "context" / recipe.name
+    wanted = context_files(settings, recipe)
     for existing in context.rglob("*") if context.exists() else []:
         if existing.is_file() and str(existing.relative_to(context)) not in wanted:
             existing.unlink()
@@ -64,6 +92,8 @@ def build_image(settings: Settings, recipe: ImageRecipe, base: str) -> str:
             [
                 "docker",
                 "build",
+                # The classic builder otherwise leaves the container of a failed step behind.
+                "--force-rm",
                 "--build-arg",
                 f"BASE_IMAGE={base}",
                 "--label",

@@ -1,0 +1,3 @@
+module qcstack/tools/healthcheck
+
+go 1.26.0
