@@ -75,9 +75,18 @@ def test_base_image_was_imported_from_debian_packages_not_pulled(
     assert "Imported from -" in history
 
 
-def offline_build(docker: DockerHost, settings: Settings, context: Path, tag: str) -> Any:
-    """Rebuilds qc-mcp from `context` from scratch with no network at all."""
-    labels = docker.inspect("image", settings.image("qc-mcp"))["Config"]["Labels"]
+# Each image: a locked input to tamper with, and how its build refuses the tampered copy.
+IMAGES = {
+    "qc-mcp": ("wheels/httpx-*.whl", "DO NOT MATCH THE HASHES"),
+    "egress-proxy": ("debs/squid_*.deb", "computed checksum did NOT match"),
+}
+
+
+def offline_build(
+    docker: DockerHost, settings: Settings, image: str, context: Path, tag: str
+) -> Any:
+    """Rebuilds `image` from `context` from scratch with no network at all."""
+    labels = docker.inspect("image", settings.image(image))["Config"]["Labels"]
     result = docker.run(
         "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s -t %s %s",
         f"BASE_IMAGE={labels['qcstack.base']}",
@@ -89,12 +98,13 @@ def offline_build(docker: DockerHost, settings: Settings, context: Path, tag: st
 
 
 @pytest.mark.control("IMG-01", "behaviour")
+@pytest.mark.parametrize("image", sorted(IMAGES))
 def test_image_build_needs_no_network(
-    docker: DockerHost, settings: Settings, is_local: bool
+    docker: DockerHost, settings: Settings, is_local: bool, image: str
 ) -> None:
     skip_unless_local(is_local)
-    context = settings.build_dir / "context" / "qc-mcp"
-    result = offline_build(docker, settings, context, "qcstack-test/offline-build:probe")
+    context = settings.build_dir / "context" / image
+    result = offline_build(docker, settings, image, context, "qcstack-test/offline-build:probe")
     assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
@@ -116,19 +126,21 @@ def test_image_holds_exactly_the_locked_distributions(
 
 
 @pytest.mark.control("IMG-02", "behaviour")
-def test_tampered_wheel_is_refused_by_the_build(
-    docker: DockerHost, settings: Settings, is_local: bool
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_tampered_package_is_refused_by_the_build(
+    docker: DockerHost, settings: Settings, is_local: bool, image: str
 ) -> None:
     skip_unless_local(is_local)
     with tempfile.TemporaryDirectory(prefix="qcstack-tamper-") as tmp:
         context = Path(tmp) / "ctx"
-        shutil.copytree(settings.build_dir / "context" / "qc-mcp", context)
-        wheel = next(context.glob("wheels/httpx-*.whl"))
-        with wheel.open("ab") as handle:
+        shutil.copytree(settings.build_dir / "context" / image, context)
+        pattern, refusal = IMAGES[image]
+        package = next(context.glob(pattern))
+        with package.open("ab") as handle:
             handle.write(b"\0attacker bytes")
-        result = offline_build(docker, settings, context, "qcstack-test/tampered:probe")
+        result = offline_build(docker, settings, image, context, "qcstack-test/tampered:probe")
     assert result.rc != 0
-    assert "DO NOT MATCH THE HASHES" in result.stdout + result.stderr
+    assert refusal in result.stdout + result.stderr
 
 
 @pytest.mark.control("IMG-03", "config")

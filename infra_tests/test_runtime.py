@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -645,34 +644,31 @@ def test_no_host_path_is_mounted_writable(docker: DockerHost, qc_mcp: Container)
 # own mounts (/proc/<pid>/root) and the kernel's record of its process (/proc/<pid>/status).
 
 PROXY_TMPFS = "rw,noexec,nosuid,nodev,size=1m,uid=10002,gid=10002,mode=0700"
-
-
-def runtime_setting(control: str, field: str, expected: object) -> Any:
-    return pytest.param(
-        field, expected, marks=pytest.mark.control(control, "config"), id=f"{control}-{field}"
-    )
+PROXY_LOGS = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
 
 
 @pytest.mark.parametrize(
     ("field", "expected"),
     [
-        runtime_setting("RUN-01", "ReadonlyRootfs", True),
-        runtime_setting("RUN-02", "Tmpfs", {"/dev/shm": PROXY_TMPFS}),
-        runtime_setting("RUN-02", "IpcMode", "none"),
-        runtime_setting("RUN-03", "CapDrop", ["ALL"]),
-        runtime_setting("RUN-03", "CapAdd", None),
-        runtime_setting("RUN-03", "Privileged", False),
-        runtime_setting("RUN-06", "Memory", 128 * MiB),
-        runtime_setting("RUN-06", "MemorySwap", 128 * MiB),
-        runtime_setting("RUN-07", "NanoCpus", 500_000_000),
-        runtime_setting("RUN-08", "PidsLimit", 32),
-        runtime_setting("RUN-09", "Ulimits", [{"Name": "nofile", "Hard": 1024, "Soft": 1024}]),
-        runtime_setting("RUN-10", "Init", True),
-        runtime_setting(
-            "RUN-12",
-            "LogConfig",
-            {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}},
+        pytest.param("ReadonlyRootfs", True, marks=pytest.mark.control("RUN-01", "config")),
+        pytest.param(
+            "Tmpfs", {"/dev/shm": PROXY_TMPFS}, marks=pytest.mark.control("RUN-02", "config")
         ),
+        pytest.param("IpcMode", "none", marks=pytest.mark.control("RUN-02", "config")),
+        pytest.param("CapDrop", ["ALL"], marks=pytest.mark.control("RUN-03", "config")),
+        pytest.param("CapAdd", None, marks=pytest.mark.control("RUN-03", "config")),
+        pytest.param("Privileged", False, marks=pytest.mark.control("RUN-03", "config")),
+        pytest.param("Memory", 128 * MiB, marks=pytest.mark.control("RUN-06", "config")),
+        pytest.param("MemorySwap", 128 * MiB, marks=pytest.mark.control("RUN-06", "config")),
+        pytest.param("NanoCpus", 500_000_000, marks=pytest.mark.control("RUN-07", "config")),
+        pytest.param("PidsLimit", 32, marks=pytest.mark.control("RUN-08", "config")),
+        pytest.param(
+            "Ulimits",
+            [{"Name": "nofile", "Hard": 1024, "Soft": 1024}],
+            marks=pytest.mark.control("RUN-09", "config"),
+        ),
+        pytest.param("Init", True, marks=pytest.mark.control("RUN-10", "config")),
+        pytest.param("LogConfig", PROXY_LOGS, marks=pytest.mark.control("RUN-12", "config")),
     ],
 )
 def test_proxy_container_is_hardened_like_the_server(
