@@ -283,9 +283,13 @@ def host_canary(docker: DockerHost, project: str, qc_mcp: Container) -> Iterator
     Anything listening on the host's addresses stands for the host's real services (SSH,
     local APIs); the tests aim only at this canary, on the gateway address of their own network.
     """
-    port = 18081
+    free_port = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+    port = int(docker.check("python3 -c %s", free_port))
     name = f"{project}-host-canary"
     start_canary(docker, name, qc_mcp.attrs["Image"], "host", port)
     assert docker.connects("127.0.0.1", port, wait_seconds=10), "the host canary did not start"
+    # Something else listening on the port would pass for the canary: ours must be the one.
+    running = docker.run("docker inspect -f {{.State.Running}} %s", name).stdout.strip()
+    assert running == "true", f"the host canary is not running: port {port} may be taken"
     yield port
     docker.run("docker rm -f %s", name)

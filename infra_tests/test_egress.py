@@ -133,7 +133,9 @@ def test_server_cannot_send_a_plain_http_request_through_the_proxy(
 def test_every_refused_request_is_logged_with_its_decision(
     docker: DockerHost, qc_mcp: Container, egress_proxy: Container, outside_canary: Canary
 ) -> None:
-    marker = f"qcstack-log-{secrets.token_hex(4)}.invalid:443"
+    # A port of the canary's that this run alone uses marks the entry; a name of the stack's own,
+    # so even a mutant proxy that let it through would look up nothing outside.
+    marker = f"{outside_canary.name}:{20000 + secrets.randbelow(10000)}"
     through_proxy(docker, qc_mcp.id, connect_request(marker))
     entries = [e for e in proxy_log(docker, egress_proxy) if marker in json.dumps(e)]
     assert len(entries) == 1, entries

@@ -10,7 +10,7 @@ from pathlib import Path
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
 from stack.settings import Settings
-from stack.suites import prepare_test_secrets, pytest_command, test_project
+from stack.suites import prepare_test_secrets, pytest_command, remove_test_stacks, test_project
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -62,7 +62,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     prepare_test_secrets(settings)
     project = test_project(settings)
     with step(f"clean start of compose project {project.name}"):
-        project.down()
+        remove_test_stacks(settings)
         project.up()
     try:
         with step("infra suites"):
@@ -99,6 +99,7 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     cmd_build(settings, args)
     base = ensure_base_image(settings)
     prepare_test_secrets(settings)
+    remove_test_stacks(settings)
     wanted = set(args.control)
     results: list[MutationResult] = []
     for control in mutable_controls():
@@ -119,56 +120,80 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_seccomp_record(settings: Settings, args: argparse.Namespace) -> int:
     from stack.seccomp.record import record
 
-    output = args.output or settings.seccomp_dir / "recorded-syscalls.txt"
-    record(settings, output, args.keep_trace)
+    record(settings, args.output_dir or settings.seccomp_dir, args.keep_trace)
     return 0
 
 
 def cmd_seccomp_generate(settings: Settings, args: argparse.Namespace) -> int:
     from stack.seccomp import profile
+    from stack.seccomp.services import SERVICES
 
-    recorded = profile.read_recorded(
-        args.recorded or settings.seccomp_dir / "recorded-syscalls.txt"
-    )
-    output: Path = args.output or settings.seccomp_dir / "qc-mcp.json"
-    text = profile.render_profile(profile.generate_profile(recorded))
-    if args.check:
-        if output.read_text(encoding="utf-8") != text:
-            print(
-                f"{output} is not what `qcstack seccomp generate` makes; regenerate it",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{output} is up to date")
-        return 0
-    output.write_text(text, encoding="utf-8")
-    allowed = profile.allowed_syscalls(recorded)
-    print(f"wrote {output}: {len(allowed)} syscalls allowed outright + clone/socket by argument")
-    return 0
+    directory: Path = args.dir or settings.seccomp_dir
+    names = list(SERVICES) if args.service == "all" else [args.service]
+    stale = []
+    for name in names:
+        service = SERVICES[name]
+        recorded = profile.read_recorded(service.recorded_file(directory))
+        output = service.profile_file(directory)
+        text = profile.render_profile(profile.generate_profile(recorded, name))
+        if args.check:
+            current = output.read_text(encoding="utf-8") if output.exists() else ""
+            if current != text:
+                stale.append(output)
+            else:
+                print(f"{output} is up to date")
+            continue
+        output.write_text(text, encoding="utf-8")
+        allowed = profile.allowed_syscalls(recorded.names, name)
+        families = ", ".join(profile.allowed_socket_families(recorded, name))
+        print(
+            f"wrote {output}: {len(allowed)} syscalls allowed outright + clone (no CLONE_NEW*) "
+            f"and socket ({families}) by argument"
+        )
+    for output in stale:
+        print(
+            f"{output} is not what `qcstack seccomp generate` makes; regenerate it",
+            file=sys.stderr,
+        )
+    return 1 if stale else 0
 
 
 def cmd_seccomp_verify(settings: Settings, args: argparse.Namespace) -> int:
     from stack.seccomp.verify import verify
 
-    return 0 if verify(settings, args.profile or settings.seccomp_dir / "qc-mcp.json") else 1
+    return 0 if verify(settings, args.profile_dir or settings.seccomp_dir) else 1
 
 
 def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from stack.seccomp.services import SERVICES
+
     seccomp = commands.add_parser(
-        "seccomp", help="record, generate and verify qc-mcp's seccomp allow-list (RUN-05)"
+        "seccomp",
+        help="record, generate and verify the seccomp allow-lists of qc-mcp and egress-proxy "
+        "(RUN-05)",
     )
     modes = seccomp.add_subparsers(dest="mode", required=True)
-    record = modes.add_parser("record", help="record syscalls -> recorded-syscalls.txt (root)")
-    record.add_argument("--output", type=Path, help="default: seccomp/recorded-syscalls.txt")
+    record = modes.add_parser(
+        "record", help="record both services' syscalls -> SERVICE.recorded.txt (root)"
+    )
+    record.add_argument("--output-dir", type=Path, metavar="DIR", help="default: seccomp/")
     record.add_argument("--keep-trace", type=Path, metavar="FILE", help="keep bpftrace's output")
     record.set_defaults(handler=cmd_seccomp_record)
-    generate = modes.add_parser("generate", help="recorded-syscalls.txt -> qc-mcp.json")
-    generate.add_argument("--recorded", type=Path, help="default: seccomp/recorded-syscalls.txt")
-    generate.add_argument("--output", type=Path, help="default: seccomp/qc-mcp.json")
-    generate.add_argument("--check", action="store_true", help="only check the file is current")
+    generate = modes.add_parser("generate", help="SERVICE.recorded.txt -> SERVICE.json")
+    generate.add_argument(
+        "--service", choices=["all", *SERVICES], default="all", help="default: all"
+    )
+    generate.add_argument(
+        "--dir", type=Path, metavar="DIR", help="where both files are; default: seccomp/"
+    )
+    generate.add_argument("--check", action="store_true", help="only check the files are current")
     generate.set_defaults(handler=cmd_seccomp_generate)
-    verify = modes.add_parser("verify", help="run the workload and deny checks under a profile")
-    verify.add_argument("--profile", type=Path, help="default: seccomp/qc-mcp.json")
+    verify = modes.add_parser(
+        "verify", help="run the workload and the checks with both services' profiles enforced"
+    )
+    verify.add_argument(
+        "--profile-dir", type=Path, metavar="DIR", help="where SERVICE.json are; default: seccomp/"
+    )
     verify.set_defaults(handler=cmd_seccomp_verify)
 
 

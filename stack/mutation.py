@@ -15,7 +15,7 @@ from stack.controls import CONTROLS, Control, Override, Reset
 from stack.egress import render_policy
 from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run
 from stack.settings import Settings
-from stack.suites import pytest_command, test_project
+from stack.suites import mutant_project_name, pytest_command, test_project
 from stack.testdata import CANARY_API_TOKEN
 
 
@@ -165,7 +165,7 @@ def mutation_project(settings: Settings, control: Control) -> ComposeProject:
     override = folder / f"{control.id}.yaml"
     override.write_text(render_override(control, settings))
     write_mutation_files(settings, control)
-    return test_project(settings, f"{settings.test_project_name}-mutant", (override,))
+    return test_project(settings, mutant_project_name(settings), (override,))
 
 
 def check_control(settings: Settings, control: Control, base: str) -> MutationResult:

@@ -54,6 +54,17 @@ def test_project(
     )
 
 
+def mutant_project_name(settings: Settings) -> str:
+    return f"{settings.test_project_name}-mutant"
+
+
+def remove_test_stacks(settings: Settings) -> None:
+    """Downs the test stack and the mutation check's, which share the test egress subnet: a
+    leftover of either (an interrupted run) would keep the other from starting."""
+    for name in (settings.test_project_name, mutant_project_name(settings)):
+        test_project(settings, name).down()
+
+
 def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:
     """pytest for the infra suites, aimed at `project` on the configured Docker host."""
     return [

@@ -1,4 +1,4 @@
-"""qc-mcp's seccomp allow-list (RUN-05): record the server's syscalls, generate and verify."""
+"""The seccomp allow-lists (RUN-05) of qc-mcp and the egress proxy: record, generate, verify."""
 
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
-"""The profile's fixed rules and the pure step from recorded syscall names to qc-mcp.json."""
+"""The profiles' fixed rules and the pure step from a service's recording to its SERVICE.json."""
 
 from __future__ import annotations
 
 import functools
 import json
 import operator
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ CLONE_NEW_FLAGS: Mapping[str, int] = {
 CLONE_NEW_MASK = functools.reduce(operator.or_, CLONE_NEW_FLAGS.values())  # 0x7E020080
 
 SOCKET_FAMILIES: Mapping[str, int] = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10}
+"""The only families a profile may allow socket() for; each service gets those its recording
+saw. Any other family in a recording stops `generate`: a person decides, never the tool."""
 
 # Named with an explicit EPERM rule although the default action denies them already: runc
 # answers -ENOSYS (not EPERM) for any syscall numbered above the highest one the profile names,
@@ -69,6 +73,7 @@ MUST_DENY: Mapping[str, str] = {
 # execve). runc loads the seccomp filter just before execve (no-new-privileges is set), so
 # these run before the filter exists; nothing in the container calls them afterwards. Reviewed
 # by hand; `record` warns if the recorded runc-only set changes. Verified by starting the stack.
+# Never allowed, in any service's profile.
 RUNC_INIT_ONLY: Mapping[str, str] = {
     "capget": "runc reads its capability sets before dropping them",
     "capset": "runc drops the capability sets after setuid (cap_drop: ALL)",
@@ -81,13 +86,61 @@ RUNC_INIT_KEPT: Mapping[str, str] = {
     "fstatfs": "runc calls it AFTER loading the filter (it checks that /proc/self/fd is on "
     "procfs before closing leaked fds, the CVE-2024-21626 fix): without it the container "
     "dies at start with 'ensure /proc/self/fd is on procfs: operation not permitted'",
+    "getdents64": "runc calls it AFTER loading the filter: it lists /proc/self/fd to close the "
+    "fds it leaked (the same CVE-2024-21626 fix, right after the fstatfs check)",
     "faccessat2": "the same permission check as access, which is allowed; glibc >= 2.33 "
     "implements faccessat() with it and falls back only on ENOSYS, so EPERM would make "
     "os.access(..., effective_ids=True) and friends silently answer False",
 }
 
-# Syscalls allowed although the recording did not see them, each with its reason.
-EXTRA_ALLOW: Mapping[str, str] = {}
+# Per service: recorded syscalls left out of its profile on purpose, each with its reason
+# (on top of RUNC_INIT_ONLY). Each was checked by `verify` with the call denied.
+SERVICE_DENIED: Mapping[str, Mapping[str, str]] = {
+    "qc-mcp": {},
+    "egress-proxy": {
+        "getppid": "seen only from runc's init, before the filter; squid never calls it",
+        "pipe2": "seen only from runc's init, before the filter; squid never calls it",
+        "prctl": "besides runc before the filter (RUNC_INIT_ONLY), squid calls "
+        "prctl(PR_SET_DUMPABLE, 1) at start (for core dumps; it logs a failure at debug level 2 "
+        "only, and coredump_dir is none) and the Go healthcheck's runtime names its memory with "
+        "prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME), ignoring failures. Neither needs it",
+    },
+}
+
+# Per service: syscalls allowed although the recording did not see them, each with its reason.
+EXTRA_ALLOW: Mapping[str, Mapping[str, str]] = {
+    "qc-mcp": {
+        "mremap": "glibc's realloc of large (mmapped) blocks: Python lists and strings growing "
+        "while the server parses a large API answer (a real account's project or backtest "
+        "lists). The API double answers small, so the recording no longer sees it; the earlier "
+        "one, with a 20000-project answer, did. Denied, glibc would fall back to copying",
+    },
+    "egress-proxy": {
+        "tgkill": "the Go healthcheck's runtime preempts a running goroutine by signalling its "
+        "thread (SIGURG through tgkill). It happens only when a check runs long enough, so one "
+        "recording in three missed it; denied, preemption would silently fall back to "
+        "cooperative",
+    },
+}
+
+# Per service: socket() families the recording saw that the profile denies on purpose, each
+# with its reason. Any other family outside SOCKET_FAMILIES stops `generate`.
+SOCKET_FAMILIES_DENIED: Mapping[str, Mapping[int, str]] = {
+    "qc-mcp": {},
+    "egress-proxy": {
+        16: "AF_NETLINK (NETLINK_NETFILTER): squid is built with libnetfilter_conntrack and "
+        "asks conntrack for the netfilter mark of every accepted connection (for "
+        "clientside_mark ACLs and qos_flows, neither used here). nfnetlink answers only with "
+        "CAP_NET_ADMIN, which is dropped, so the query fails anyway; squid logs that at debug "
+        "level 2 and goes on. Denied here, so the kernel's netlink code is out of reach too",
+    },
+}
+
+
+def not_allowed(service: str) -> dict[str, str]:
+    """Recorded syscalls that `service`'s profile leaves out, with the reason for each."""
+    return {**RUNC_INIT_ONLY, **SERVICE_DENIED.get(service, {})}
+
 
 # The syscalls handled by argument rules below, never by the plain allow-list.
 ARGUMENT_RULED = frozenset({"clone", "clone3", "socket"})
@@ -95,18 +148,47 @@ ARGUMENT_RULED = frozenset({"clone", "clone3", "socket"})
 ARCH_MAP: list[dict[str, Any]] = [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []}]
 
 
-def read_recorded(path: Path) -> list[str]:
-    """Returns the syscall names in a recorded-syscalls.txt (comments and blanks skipped)."""
+# The recorded file's header line that `generate` reads the socket families from.
+SOCKET_FAMILIES_LINE = "# socket families seen (generate allows socket() for these alone):"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a SERVICE.recorded.txt says: the syscall names and the socket families seen."""
+
+    names: list[str]
+    socket_families: list[str]
+
+
+def family_name(number: int) -> str:
+    """AF_UNIX, AF_INET or AF_INET6; any other family as its bare number."""
+    names = {value: name for name, value in SOCKET_FAMILIES.items()}
+    return names.get(number, str(number))
+
+
+def socket_families_line(numbers: Iterable[int]) -> str:
+    return " ".join([SOCKET_FAMILIES_LINE, *(family_name(n) for n in sorted(set(numbers)))])
+
+
+def read_recorded(path: Path) -> Recorded:
+    """Reads a SERVICE.recorded.txt: one syscall name a line, comments and blanks skipped, and
+    the socket families from the header line that names them."""
     names = []
+    families: list[str] | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(SOCKET_FAMILIES_LINE):
+            families = line.removeprefix(SOCKET_FAMILIES_LINE).split()
         stripped = line.split("#", 1)[0].strip()
         if stripped:
             names.append(stripped)
-    return names
+    if families is None:
+        raise SeccompError(f"{path} has no line starting {SOCKET_FAMILIES_LINE!r}")
+    return Recorded(names, families)
 
 
-def allowed_syscalls(recorded: Iterable[str]) -> list[str]:
-    """The plain allow-list: recorded, less runc's init-only calls and argument-ruled ones."""
+def allowed_syscalls(recorded: Iterable[str], service: str) -> list[str]:
+    """The plain allow-list: recorded, less the calls the service leaves out (runc's init-only
+    ones and its own) and argument-ruled ones, plus its reviewed extras."""
     recorded_set = set(recorded)
     forbidden = recorded_set & set(MUST_DENY)
     if forbidden:
@@ -114,18 +196,36 @@ def allowed_syscalls(recorded: Iterable[str]) -> list[str]:
             f"the recording contains must-deny syscalls {sorted(forbidden)}: find what calls "
             "them before allowing anything"
         )
-    return sorted((recorded_set - set(RUNC_INIT_ONLY) - ARGUMENT_RULED) | set(EXTRA_ALLOW))
+    left_out = set(not_allowed(service)) | ARGUMENT_RULED
+    return sorted((recorded_set - left_out) | set(EXTRA_ALLOW.get(service, {})))
 
 
-def generate_profile(recorded: Iterable[str]) -> dict[str, Any]:
-    """Builds the Docker seccomp profile (as a dict) from the recorded syscall names."""
-    allowed = allowed_syscalls(recorded)
+def allowed_socket_families(recorded: Recorded, service: str) -> list[str]:
+    """The families socket() is allowed for: those recorded, all within SOCKET_FAMILIES, less
+    the ones the service's SOCKET_FAMILIES_DENIED leaves out on purpose."""
+    reviewed = {str(number) for number in SOCKET_FAMILIES_DENIED.get(service, {})}
+    stray = [f for f in recorded.socket_families if f not in SOCKET_FAMILIES and f not in reviewed]
+    if stray:
+        raise SeccompError(
+            f"the recording saw socket() with families {stray} (numbers from <sys/socket.h>): "
+            f"only {sorted(SOCKET_FAMILIES)} can be allowed. Find what creates them and decide; "
+            "the tool does not widen the profile by itself"
+        )
+    allowed = set(recorded.socket_families) & set(SOCKET_FAMILIES)
+    return sorted(allowed, key=lambda f: SOCKET_FAMILIES[f])
+
+
+def generate_profile(recorded: Recorded, service: str) -> dict[str, Any]:
+    """Builds the Docker seccomp profile (as a dict) for `service` from its recording."""
+    if not re.fullmatch(r"[a-z0-9-]+", service):
+        raise SeccompError(f"{service!r} is not a service name")
+    allowed = allowed_syscalls(recorded.names, service)
     syscalls: list[dict[str, Any]] = [
         {
             "names": allowed,
             "action": "SCMP_ACT_ALLOW",
-            "comment": "RUN-05: recorded from qc-mcp's real workload by `qcstack seccomp record`; "
-            "see seccomp/README.md for why each is needed",
+            "comment": f"RUN-05: {service}'s syscalls, recorded from its real workload by "
+            "`qcstack seccomp record`; see seccomp/README.md for why each is needed",
         },
         {
             "names": ["clone"],
@@ -150,13 +250,14 @@ def generate_profile(recorded: Iterable[str]) -> dict[str, Any]:
             "back to clone, which the rule above checks",
         },
     ]
-    for family, number in SOCKET_FAMILIES.items():
+    for family in allowed_socket_families(recorded, service):
+        number = SOCKET_FAMILIES[family]
         syscalls.append(
             {
                 "names": ["socket"],
                 "action": "SCMP_ACT_ALLOW",
                 "args": [{"index": 0, "value": number, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
-                "comment": f"socket({family}) only; every other family gets EPERM",
+                "comment": f"{service}: socket({family}); every family not named here gets EPERM",
             }
         )
     syscalls.append(
@@ -177,7 +278,7 @@ def generate_profile(recorded: Iterable[str]) -> dict[str, Any]:
 
 
 def render_profile(profile: Mapping[str, Any]) -> str:
-    """The exact text written to qc-mcp.json."""
+    """The exact text written to SERVICE.json."""
     return json.dumps(profile, indent=2) + "\n"
 
 

@@ -1,153 +1,200 @@
-"""A private folder and compose projects for one recording or verification run of qc-mcp."""
+"""The private folder and the compose project of one recording or verification run.
+
+The project is a real test stack (compose.yaml + compose/test.yaml: qc-mcp, the egress proxy and
+the QuantConnect API double), with canary credentials, a throwaway test CA and the profiles
+under test for both recorded services, all in the run's own folder.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from stack.compose import ComposeProject
-from stack.process import CommandError, run
+from stack.process import CommandError
 from stack.seccomp import SeccompError, log
-from stack.seccomp.host import HOST_ENVIRONMENT, docker
-from stack.seccomp.workload import workload_source
-from stack.secrets import write_secret
+from stack.seccomp.host import docker
+from stack.seccomp.services import EGRESS_PROXY, QC_MCP, SERVICES
 from stack.settings import Settings
-from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
+from stack.suites import prepare_test_secrets, test_project
+from stack.testca import API_HOST
 
 RECORD_PROJECT = "qcstack-record"  # every container, network and secret here lives in it
-NETWORK = f"{RECORD_PROJECT}_mcp"
-SERVICE = "qc-mcp"
-CLIENT_UID = 10002  # the MCP client container: not recorded
-FAKE_API_UID = 10003  # the proxy + QuantConnect API double: not recorded
-CLIENT_CONTAINER = "qcrec-client"
-FAKE_API_CONTAINER = "qcrec-api"
+# The record/verify stack's egress subnet. Its own, so that `seccomp record|verify` can run
+# while a test stack (settings.test_egress_subnet, 172.30.254.0/28) or the operator's stack
+# (settings.egress_subnet, 172.30.253.0/28) is up: Docker refuses overlapping subnets. The
+# proxy's policy admits this subnet alone, as it does for the other stacks.
+RECORD_EGRESS_SUBNET = IPv4Network("172.30.252.0/28")
+API_DOUBLE = "qc-api-double"  # compose/test.yaml's QuantConnect API double: not recorded
+WORKLOAD_UID = 10003  # the containers below: neither 10001 nor 10002, so bpftrace skips them
+CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
+CANARY_CONTAINER = "qcrec-canary"  # an HTTP canary on the outside network: the denied targets
+CANARY_PORT = 8080
+OUTSIDE_CLIENT_CONTAINER = "qcrec-outside-client"  # a would-be open-proxy user, outside
+# While the API double is stopped, its name must still resolve to a container of ours: on the
+# outside network Docker's resolver forwards names it does not know to the host's resolvers, so
+# squid would otherwise look up, and connect to, the real www.quantconnect.com. This canary
+# holds the name and listens on nothing, so the tunnels fail at once (squid answers 503).
+UPSTREAM_DOWN_CONTAINER = "qcrec-upstream-down"
+OUR_CONTAINERS = (
+    CLIENT_CONTAINER,
+    CANARY_CONTAINER,
+    OUTSIDE_CLIENT_CONTAINER,
+    UPSTREAM_DOWN_CONTAINER,
+)
+
+
+def network(name: str) -> str:
+    """The Docker name of one of the record project's networks (mcp, egress, outside)."""
+    return f"{RECORD_PROJECT}_{name}"
+
+
+def container_state(container: str) -> dict[str, object]:
+    state: dict[str, object] = json.loads(
+        docker("inspect", "-f", "{{json .State}}", container).stdout
+    )
+    return state
+
+
+@dataclass(frozen=True)
+class Running:
+    """The containers of one `up`: compose service -> container id."""
+
+    containers: Mapping[str, str]
+
+    @property
+    def qc_mcp(self) -> str:
+        return self.containers[QC_MCP.name]
+
+    @property
+    def proxy(self) -> str:
+        return self.containers[EGRESS_PROXY.name]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """The folder (secrets, seccomp profile, certificates, override) and its two projects."""
+    """The folder (secrets, test CA, seccomp profiles) and the compose project of one run."""
 
     settings: Settings
     root: Path
 
     @property
     def profile_dir(self) -> Path:
-        return self.root / "profile"
+        return self.root / "seccomp"
 
     @property
     def secrets(self) -> Path:
         return self.root / "secrets"
 
     @property
-    def certs(self) -> Path:
-        return self.root / "certs"
-
-    @property
-    def override(self) -> Path:
-        return self.root / "record-override.json"
-
-    @property
     def image(self) -> str:
+        """The qc-mcp image: it also runs the MCP client and the canaries (python3)."""
         return self.settings.image("qc-mcp")
 
-    def prepare(self, profile_text: str) -> None:
-        """Writes the profile qc-mcp runs under, canary secrets, a throwaway CA, the override."""
-        os.chmod(self.root, 0o755)  # noqa: S103 -- the API double's uid reads the certificates
-        self.profile_dir.mkdir()
-        (self.profile_dir / "qc-mcp.json").write_text(profile_text, encoding="utf-8")
-        write_secret(self.secrets, "qc_user_id", CANARY_USER_ID)
-        write_secret(self.secrets, "qc_api_token", CANARY_API_TOKEN)
-        self.certs.mkdir(mode=0o755)
-        self._make_certificates()
-        # compose interpolates `$` in the file; `$$` is how a literal one reaches python3 -c.
-        fake_api = workload_source("fake_api").replace("$", "$$")
-        override = {
-            "services": {
-                SERVICE: {
-                    "environment": {
-                        "HTTPS_PROXY": f"http://{FAKE_API_CONTAINER}:3128",
-                        "SSL_CERT_FILE": "/run/secrets/qcrec_test_ca",
-                    },
-                    "secrets": ["qc_user_id", "qc_api_token", "qcrec_test_ca"],
-                    "depends_on": [FAKE_API_CONTAINER],
-                },
-                FAKE_API_CONTAINER: {
-                    "image": self.image,
-                    "container_name": FAKE_API_CONTAINER,
-                    "user": f"{FAKE_API_UID}:{FAKE_API_UID}",
-                    "entrypoint": ["/usr/bin/python3", "-c", fake_api],
-                    "read_only": True,
-                    "cap_drop": ["ALL"],
-                    "security_opt": ["no-new-privileges:true"],
-                    "volumes": [f"{self.certs}:/certs:ro"],
-                    "networks": ["mcp"],
-                },
-            },
-            "secrets": {"qcrec_test_ca": {"file": str(self.certs / "ca.pem")}},
-        }
-        self.override.write_text(json.dumps(override, indent=2), encoding="utf-8")
+    def prepare(self, profiles: Mapping[str, str]) -> None:
+        """Writes each recorded service's profile, canary secrets and a fresh test CA."""
+        missing = set(SERVICES) - set(profiles)
+        if missing:
+            raise SeccompError(f"no profile for {sorted(missing)}")
+        self.profile_dir.mkdir(mode=0o755)
+        for name, text in profiles.items():
+            SERVICES[name].profile_file(self.profile_dir).write_text(text, encoding="utf-8")
+        prepare_test_secrets(self.settings, self.secrets)
 
-    def _make_certificates(self) -> None:
-        """A throwaway CA and a www.quantconnect.com certificate for the API double."""
-        c = self.certs
-        (c / "leaf.ext").write_text(
-            "subjectAltName=DNS:www.quantconnect.com\nbasicConstraints=CA:FALSE\n"
-            "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-            encoding="utf-8",
-        )
-        openssl_steps: tuple[list[str | Path], ...] = (
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", c / "ca.key", "-out", c / "ca.pem", "-subj", "/CN=qcstack-record test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", c / "leaf.key",
-             "-out", c / "leaf.csr", "-subj", "/CN=www.quantconnect.com"],
-            ["x509", "-req", "-in", c / "leaf.csr", "-CA", c / "ca.pem",
-             "-CAkey", c / "ca.key", "-CAcreateserial", "-days", "2", "-out", c / "leaf.pem",
-             "-extfile", c / "leaf.ext"],
-        )  # fmt: skip
-        for argv in openssl_steps:
-            run(["openssl", *argv], env=HOST_ENVIRONMENT, capture=True)
-        for item in c.iterdir():
-            item.chmod(0o444)  # test-only material, readable by the API double's uid
-
-    def project(self, *, proxy: bool) -> ComposeProject:
-        """compose.yaml as is, or with HTTPS_PROXY to the API double (proxy=True)."""
-        return ComposeProject(
+    def project(self) -> ComposeProject:
+        return test_project(
             self.settings,
             RECORD_PROJECT,
-            self.secrets,
-            overrides=(self.override,) if proxy else (),
+            egress_subnet=RECORD_EGRESS_SUBNET,
+            secrets_dir=self.secrets,
             seccomp_dir=self.profile_dir,
         )
 
-    def up(self, *, proxy: bool) -> str:
-        """Starts the project and returns qc-mcp's container id."""
-        project = self.project(proxy=proxy)
+    def up(self) -> Running:
+        """Starts the whole test stack and waits until every service is healthy."""
+        project = self.project()
         try:
             project.up(wait_timeout=120)
         except CommandError as error:
             raise SeccompError(f"{error}\nlogs:\n{project.logs()}") from error
-        container = project.run("ps", "-q", SERVICE, capture=True).strip()
-        if not container:
-            raise SeccompError("qc-mcp did not start")
-        return container
+        containers = {}
+        for service in (*SERVICES, API_DOUBLE):
+            container = project.run("ps", "-q", service, capture=True).strip()
+            if not container:
+                raise SeccompError(f"{service} did not start")
+            containers[service] = container
+        return Running(containers)
 
-    def stop(self, container: str, *, proxy: bool) -> None:
-        """Stops qc-mcp the way Docker does (SIGTERM to docker-init), checks how it ended, downs."""
-        project = self.project(proxy=proxy)
-        project.run("stop", "--timeout", "15", SERVICE)
-        state = json.loads(docker("inspect", "-f", "{{json .State}}", container).stdout)
-        log(f"qc-mcp stopped: exit code {state['ExitCode']}, OOMKilled {state['OOMKilled']}")
-        if state["OOMKilled"] or state["ExitCode"] not in (0, 143):
-            raise SeccompError(f"qc-mcp did not stop cleanly: {state}")
+    def run_helper(self, name: str, network_name: str, *args: str) -> str:
+        """Starts a container of our own (hardened, not traced) in the background."""
+        return docker(
+            "run", "-d", "--rm", "--name", name, "--network", network(network_name),
+            "--user", f"{WORKLOAD_UID}:{WORKLOAD_UID}", "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--pids-limit", "32", "--memory", "64m",
+            *args,
+        ).stdout.strip()  # fmt: skip
+
+    def stop_upstream(self) -> None:
+        """Upstream down: the API double stopped, its name held by a canary that refuses 443."""
+        self.run_helper(
+            UPSTREAM_DOWN_CONTAINER, "outside", "--network-alias", API_HOST,
+            "--entrypoint", "/usr/bin/python3", self.image, "-c", "import time; time.sleep(3600)",
+        )  # fmt: skip
+        self.project().run("stop", API_DOUBLE)
+        log(f"{API_DOUBLE} stopped; {API_HOST} now names {UPSTREAM_DOWN_CONTAINER} (no listener)")
+
+    def start_canary(self) -> str:
+        """An HTTP canary on the outside network; returns its address there."""
+        self.run_helper(
+            CANARY_CONTAINER, "outside", "--entrypoint", "/usr/bin/python3", self.image,
+            "-m", "http.server", "--bind", "0.0.0.0", str(CANARY_PORT),  # noqa: S104 -- in the canary
+        )  # fmt: skip
+        for _ in range(50):
+            networks = json.loads(
+                docker(
+                    "inspect", "-f", "{{json .NetworkSettings.Networks}}", CANARY_CONTAINER
+                ).stdout
+            )  # fmt: skip
+            address = str((networks.get(network("outside")) or {}).get("IPAddress") or "")
+            if address:
+                return address
+            time.sleep(0.2)
+        raise SeccompError(f"{CANARY_CONTAINER} has no address on {network('outside')}")
+
+    def stop(self, running: Running) -> dict[str, str]:
+        """Stops qc-mcp, then the proxy, the way Docker does (SIGTERM to docker-init); checks
+        both ended cleanly; returns their logs; then takes the project down."""
+        project = self.project()
+        expected_exit = {QC_MCP.name: (0, 143), EGRESS_PROXY.name: (0,)}
+        logs = {}
+        for name, exit_codes in expected_exit.items():
+            started = time.monotonic()
+            project.run("stop", "--timeout", "15", name)
+            took = time.monotonic() - started
+            container = running.containers[name]
+            state = container_state(container)
+            log(
+                f"{name} stopped in {took:.1f}s: exit code {state['ExitCode']}, "
+                f"OOMKilled {state['OOMKilled']}"
+            )
+            if state["OOMKilled"] or state["ExitCode"] not in exit_codes:
+                raise SeccompError(f"{name} did not stop cleanly: {state}")
+            done = docker("logs", container)
+            logs[name] = done.stdout + done.stderr
+        self.remove_our_containers()  # attached to the outside network, which down removes
         project.down()
+        return logs
+
+    def remove_our_containers(self) -> None:
+        for name in OUR_CONTAINERS:
+            if docker("ps", "-aq", "--filter", f"name=^{name}$").stdout.strip():
+                docker("rm", "-f", name)
 
     def remove_leftovers(self) -> None:
         """Starts clean: our compose project down, our named containers gone (only ours)."""
-        self.project(proxy=True).down()
-        for name in (CLIENT_CONTAINER, FAKE_API_CONTAINER):
-            if docker("ps", "-aq", "--filter", f"name=^{name}$").stdout.strip():
-                docker("rm", "-f", name)
+        self.remove_our_containers()
+        self.project().down()

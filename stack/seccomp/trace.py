@@ -1,4 +1,4 @@
-"""Traces qc-mcp's syscalls with bpftrace, parses the trace and writes recorded-syscalls.txt."""
+"""Traces the services' syscalls with bpftrace, parses the trace, writes SERVICE.recorded.txt."""
 
 from __future__ import annotations
 
@@ -17,8 +17,17 @@ from pathlib import Path
 from stack.process import run
 from stack.seccomp import SeccompError, log
 from stack.seccomp.host import HOST_ENVIRONMENT, docker
-from stack.seccomp.profile import CLONE_NEW_MASK, RUNC_INIT_KEPT, RUNC_INIT_ONLY, SOCKET_FAMILIES
-from stack.secrets import APP_UID
+from stack.seccomp.profile import (
+    CLONE_NEW_MASK,
+    RUNC_INIT_KEPT,
+    SERVICE_DENIED,
+    SOCKET_FAMILIES,
+    SOCKET_FAMILIES_DENIED,
+    family_name,
+    not_allowed,
+    socket_families_line,
+)
+from stack.seccomp.services import RUNC_COMM, SERVICES, Service
 
 UNISTD_HEADER = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
 TRACING = Path("/sys/kernel/tracing")
@@ -44,30 +53,30 @@ NEWER_SYSCALLS: Mapping[int, str] = {
     467: "open_tree_attr",
 }
 
+UID_FILTER = " || ".join(f"uid == {service.uid}" for service in SERVICES.values())
 BPFTRACE_PROGRAM = """
 BEGIN { printf("qcrec-tracer-ready\\n"); }
-tracepoint:raw_syscalls:sys_enter /uid == UID/ {
-  @sys[curtask->nsproxy->pid_ns_for_children->ns.inum, pid, args->id, comm] = count();
+tracepoint:raw_syscalls:sys_enter /UIDS/ {
+  @sys[cgroup, pid, args->id, comm] = count();
 }
-tracepoint:syscalls:sys_enter_socket /uid == UID/ {
-  @socket[curtask->nsproxy->pid_ns_for_children->ns.inum, args->family, args->type] = count();
+tracepoint:syscalls:sys_enter_socket /UIDS/ {
+  @socket[cgroup, args->family, args->type, comm] = count();
 }
-tracepoint:syscalls:sys_enter_clone /uid == UID/ {
-  @clone[curtask->nsproxy->pid_ns_for_children->ns.inum, args->clone_flags, comm] = count();
+tracepoint:syscalls:sys_enter_clone /UIDS/ {
+  @clone[cgroup, args->clone_flags, comm] = count();
 }
-""".replace("UID", str(APP_UID))
-
-RUNC_COMM = "runc:[2:INIT]"
-ROLES = {
-    "server": "the MCP server process (python3 /app/launch.py)",
-    "docker-init": "docker-init (tini), PID 1",
-    "exec": "docker exec'd python3: healthchecks and the probes",
-    "runc": "runc's init, before execve",
-}
+""".replace("UIDS", UID_FILTER)
 
 
 class Tracer:
-    """bpftrace counting every syscall made as uid 10001, keyed by pid namespace and comm."""
+    """bpftrace counting every syscall made as the services' uids (10001 qc-mcp, 10002
+    egress-proxy), keyed by cgroup (v2 id), process and comm.
+
+    The cgroup, not the pid namespace: a namespace's inode number is reused as soon as the
+    namespace is freed, so while other stacks start and stop (a test stack, the mutation check),
+    a number seen during the recording can belong to one of their containers as well as ours;
+    64-bit cgroup ids are never reused. A `docker exec` joins its container's cgroup before it
+    drops to the container's uid, so it is counted with the container."""
 
     def __init__(self, trace_file: Path) -> None:
         self.trace_file = trace_file
@@ -108,10 +117,11 @@ def syscall_numbers() -> dict[int, str]:
 
 @dataclass
 class Recording:
-    """What bpftrace saw in the pid namespaces of our qc-mcp containers."""
+    """What bpftrace saw in the pid namespaces of one service's containers."""
 
-    roles: dict[str, set[str]]  # syscall name -> the roles (keys of ROLES) that called it
-    socket_calls: list[tuple[int, int]]  # (family, type)
+    service: Service
+    roles: dict[str, set[str]]  # syscall name -> the roles (keys of Service.roles) that called it
+    socket_calls: list[tuple[int, int, str]]  # (family, type, comm)
     clone_flags: list[tuple[int, str]]  # (flags, comm)
 
     @property
@@ -125,11 +135,16 @@ class Recording:
         return self.only("runc")
 
 
-def parse_trace(text: str, namespaces: Iterable[int]) -> Recording:
-    wanted = set(namespaces)
+def parse_trace(text: str, cgroups: Mapping[str, Iterable[int]]) -> dict[str, Recording]:
+    """One Recording per service, each from the cgroups of that service's containers."""
+    return {name: parse_service(text, SERVICES[name], wanted) for name, wanted in cgroups.items()}
+
+
+def parse_service(text: str, service: Service, cgroups: Iterable[int]) -> Recording:
+    wanted = set(cgroups)
     numbers = syscall_numbers()
-    calls: list[tuple[int, int, str, str]] = []  # (namespace, tgid, comm, syscall name)
-    sockets: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, str, str]] = []  # (cgroup, tgid, comm, syscall name)
+    sockets: list[tuple[int, int, str]] = []
     clones: list[tuple[int, str]] = []
     for line in text.splitlines():
         if m := re.fullmatch(r"@sys\[(\d+), (\d+), (-?\d+), (.*)\]: \d+", line):
@@ -138,95 +153,130 @@ def parse_trace(text: str, namespaces: Iterable[int]) -> Recording:
                 if number not in numbers:
                     raise SeccompError(f"syscall number {number} is not in {UNISTD_HEADER}")
                 calls.append((int(m.group(1)), int(m.group(2)), m.group(4), numbers[number]))
-        elif m := re.fullmatch(r"@socket\[(\d+), (-?\d+), (-?\d+)\]: \d+", line):
+        elif m := re.fullmatch(r"@socket\[(\d+), (-?\d+), (-?\d+), (.*)\]: \d+", line):
             if int(m.group(1)) in wanted:
-                sockets.append((int(m.group(2)), int(m.group(3))))
+                sockets.append((int(m.group(2)), int(m.group(3)), m.group(4)))
         elif (m := re.fullmatch(r"@clone\[(\d+), (\d+), (.*)\]: \d+", line)) and int(
             m.group(1)
         ) in wanted:
             clones.append((int(m.group(2)), m.group(3)))
     if not calls:
-        raise SeccompError("bpftrace recorded nothing in qc-mcp's pid namespaces")
-    # The server is the process docker-init forked and that then exec'd python3: the one pid
-    # seen under both names. docker exec'd processes start as runc's init instead.
+        raise SeccompError(f"bpftrace recorded nothing in {service.name}'s cgroups")
+    # The main process is the one docker-init forked and that then exec'd the service's program:
+    # the one pid seen under both names. docker exec'd processes start as runc's init instead.
     comms: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for ns, tgid, comm, _ in calls:
-        comms[(ns, tgid)].add(comm)
-    servers = {key for key, seen in comms.items() if {"docker-init", "python3"} <= seen}
+    for group, tgid, comm, _ in calls:
+        comms[(group, tgid)].add(comm)
+    mains = {key for key, seen in comms.items() if {"docker-init", service.main_comm} <= seen}
+    if not mains:
+        raise SeccompError(f"no {service.main_comm} forked by docker-init in {service.name}")
     roles: dict[str, set[str]] = defaultdict(set)
-    for ns, tgid, comm, name in calls:
+    for group, tgid, comm, name in calls:
         if comm == RUNC_COMM:
             role = "runc"
         elif comm == "docker-init":
             role = "docker-init"
         else:
-            role = "server" if (ns, tgid) in servers else "exec"
+            role = "main" if (group, tgid) in mains else "exec"
         roles[name].add(role)
-    return Recording(dict(roles), sorted(set(sockets)), sorted(set(clones)))
+    return Recording(service, dict(roles), sorted(set(sockets)), sorted(set(clones)))
 
 
 def check_recording(recording: Recording) -> list[str]:
     """Things a reviewer must look at before generating the profile from this recording."""
     notes = []
-    families = sorted({family for family, _ in recording.socket_calls})
-    stray = [f for f in families if f not in SOCKET_FAMILIES.values()]
+    name = recording.service.name
+    families = sorted({family for family, _, _ in recording.socket_calls})
+    stray = [
+        family_name(f)
+        for f in families
+        if f not in SOCKET_FAMILIES.values() and f not in SOCKET_FAMILIES_DENIED.get(name, {})
+    ]
     if stray:
-        notes.append(f"socket() called with families {stray}: the profile would deny them")
+        notes.append(
+            f"{name}: socket() called with families {stray}: `generate` refuses this recording "
+            "until a person has decided"
+        )
     for flags, comm in recording.clone_flags:
         if flags & CLONE_NEW_MASK:
-            notes.append(f"clone with namespace flags {flags:#x} by {comm}")
+            notes.append(f"{name}: clone with namespace flags {flags:#x} by {comm}")
     runc_only = set(recording.runc_init_only())
-    reviewed = set(RUNC_INIT_ONLY) | set(RUNC_INIT_KEPT)
-    if runc_only != reviewed:
+    left_out = not_allowed(name)
+    unreviewed = runc_only - set(left_out) - set(RUNC_INIT_KEPT)
+    if unreviewed:
         notes.append(
-            f"runc-init-only set changed: now {sorted(runc_only)}, reviewed (RUNC_INIT_ONLY + "
-            f"RUNC_INIT_KEPT) {sorted(reviewed)}"
+            f"{name}: seen only from runc's init, not reviewed (RUNC_INIT_ONLY, RUNC_INIT_KEPT "
+            f"or SERVICE_DENIED in stack/seccomp/profile.py), so generate allows them: "
+            f"{sorted(unreviewed)}"
         )
+    used = sorted(
+        syscall
+        for syscall, roles in recording.roles.items()
+        if roles - {"runc"}
+        if syscall in left_out
+    )
+    for syscall in used:
+        if syscall not in SERVICE_DENIED.get(name, {}):
+            notes.append(
+                f"{name}: {syscall} is used by {sorted(recording.roles[syscall])} but the "
+                f"profile leaves it out ({left_out[syscall]}): decide in SERVICE_DENIED"
+            )
+    denied_families = SOCKET_FAMILIES_DENIED.get(name, {})
+    for family in families:
+        if family in denied_families:
+            notes.append(f"{name}: socket family {family} seen and denied on purpose (reviewed)")
     return notes
 
 
-def write_recorded(recording: Recording, path: Path, image: str) -> None:
+def write_recorded(recording: Recording, path: Path, image: str, project: str) -> None:
+    service = recording.service
     docker_version = docker("version", "--format", "{{.Server.Version}}").stdout.strip()
     runc_lines = run(
         ["runc", "--version"], env=HOST_ENVIRONMENT, capture=True, check=False
     ).stdout.splitlines()
     runc = runc_lines[0] if runc_lines else "runc ?"
-    families = sorted({family for family, _ in recording.socket_calls})
     clone_flags = sorted({f"{flags:#x}" for flags, _ in recording.clone_flags})
-    header = [
-        "# Syscalls made by qc-mcp (server, docker-init, healthchecks, docker exec probes) as",
-        "# recorded by `bin/qcstack seccomp record` (RUN-05). Input to `qcstack seccomp generate`.",
-        f"# date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        f"# kernel: {os.uname().release}; docker: {docker_version}; {runc}",
-        f"# image: {image}",
-        "# how: bpftrace tracepoint:raw_syscalls:sys_enter filtered to uid 10001 and to the pid",
-        "#   namespaces of the qc-mcp containers of compose project qcstack-record, started",
-        "#   with a permissive profile (clone3 -> ENOSYS as in production) before the stack",
-        "#   started and stopped after it was down. Workload: server start and stop,",
-        "#   healthchecks, MCP initialize/list_tools/call_tool sessions (direct: DNS failure;",
-        "#   through an HTTPS proxy to a QuantConnect API double, one answer of 20000 projects),",
-        "#   docker pause/unpause, SIGSTOP/SIGCONT, and the benign docker exec probes (/tmp",
-        "#   writes, /proc reads, fork/fd limits, noexec exec, setuid, sockets, ctypes, threads,",
-        "#   signals, orphan reaping, /proc/<pid>/fd/1 writes). Never the denied-syscall checks.",
-        f"# socket families seen: {families}; clone flags seen: {clone_flags}",
-    ]
-    server = sorted(n for n, roles in recording.roles.items() if "server" in roles)
-    for title, names in (
-        (f"used by {ROLES['server']}", server),
-        (f"used only by {ROLES['exec']}", recording.only("exec")),
-        (f"used only by {ROLES['docker-init']}", recording.only("docker-init")),
-        (
-            f"used only by {ROLES['runc']} (reviewed in stack/seccomp/profile.py: RUNC_INIT_ONLY "
-            "are not allowed, RUNC_INIT_KEPT are)",
-            recording.runc_init_only(),
-        ),
-    ):
-        header += textwrap.wrap(
-            f"{title} ({len(names)}): {' '.join(names)}",
+    roles = service.roles()
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(
+            text,
             width=98,
             initial_indent="# ",
             subsequent_indent="#   ",
             break_on_hyphens=False,
         )
+
+    header = [
+        f"# Syscalls made by {service.name} (its main process, docker-init, docker exec'd",
+        "# processes, runc's init) as recorded by `bin/qcstack seccomp record` (RUN-05).",
+        f"# Input to `qcstack seccomp generate`, which writes {service.name}.json.",
+        f"# date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        f"# kernel: {os.uname().release}; docker: {docker_version}; {runc}",
+        f"# image: {image}",
+        *wrap(
+            "how: bpftrace tracepoint:raw_syscalls:sys_enter filtered to the services' uids "
+            f"and to the cgroups of the {service.name} containers (uid {service.uid}) "
+            f"of compose project {project}, a test stack (compose.yaml + compose/test.yaml) "
+            "whose services all ran under a permissive profile (clone3 -> ENOSYS as in "
+            "production); bpftrace started before the stack and stopped after it was down. "
+            f"Workload: {service.workload}"
+        ),
+        socket_families_line(family for family, _, _ in recording.socket_calls),
+        *wrap(f"socket calls seen (family, type, comm): {recording.socket_calls}"),
+        f"# clone flags seen: {clone_flags}",
+    ]
+    main = sorted(n for n, seen in recording.roles.items() if "main" in seen)
+    for title, names in (
+        (f"used by {roles['main']}", main),
+        (f"used only by {roles['exec']}", recording.only("exec")),
+        (f"used only by {roles['docker-init']}", recording.only("docker-init")),
+        (
+            f"used only by {roles['runc']} (reviewed in stack/seccomp/profile.py: RUNC_INIT_ONLY "
+            "and SERVICE_DENIED are not allowed, RUNC_INIT_KEPT are)",
+            recording.runc_init_only(),
+        ),
+    ):
+        header += wrap(f"{title} ({len(names)}): {' '.join(names)}")
     header.append(f"# {len(recording.names)} syscalls:")
     path.write_text("\n".join([*header, *recording.names]) + "\n", encoding="utf-8")

@@ -1,21 +1,31 @@
-"""The verify mode: the generated profile, enforced, under the workload plus the deny checks."""
+"""The verify mode: the generated profiles, enforced, under the workload plus the deny checks."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from stack.seccomp import SeccompError, log
-from stack.seccomp.drive import drive_workload, preflight
+from stack.seccomp.drive import drive_workload, namespace_members, preflight
 from stack.seccomp.host import docker
 from stack.seccomp.profile import CLONE_NEW_FLAGS, MUST_DENY
-from stack.seccomp.stage import Stage
+from stack.seccomp.services import EGRESS_PROXY, QC_MCP, SERVICES
+from stack.seccomp.stage import Running, Stage
 from stack.seccomp.trace import syscall_numbers
 from stack.seccomp.workload import workload_source
 from stack.settings import Settings
+
+SECCOMP_FILTER_MODE = 2  # /proc/PID/status `Seccomp:` 2 = a filter is loaded (0 none, 1 strict)
+# What must never appear in a service's log under its profile: a refused syscall surfacing as
+# an error (Python's OSError text, or squid's strerror), or squid giving up.
+LOG_ALARMS: Mapping[str, tuple[str, ...]] = {
+    QC_MCP.name: ("Operation not permitted",),
+    EGRESS_PROXY.name: ("Operation not permitted", "FATAL"),
+}
 
 
 def deny_check_numbers() -> dict[str, Any]:
@@ -44,7 +54,7 @@ def evaluate_deny_check(report: Mapping[str, Any]) -> list[str]:
 
 
 def check_denials(container: str) -> list[str]:
-    """Runs the deny check in qc-mcp and returns what failed, health and log included."""
+    """Runs the deny check in qc-mcp and returns what failed."""
     done = docker(
         "exec", container, "/usr/bin/python3", "-c", workload_source("deny_check"),
         json.dumps(deny_check_numbers()),
@@ -54,30 +64,73 @@ def check_denials(container: str) -> list[str]:
         raise SeccompError(f"deny check crashed:\n{done.stdout}{done.stderr}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=2))
-    failures = evaluate_deny_check(report)
-    status = docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip()
-    if status != "healthy":
-        failures.append(f"qc-mcp is {status}, not healthy")
-    logs = docker("logs", container)
-    if "Operation not permitted" in logs.stdout + logs.stderr:
-        failures.append("'Operation not permitted' in the server's log")
+    return [f"qc-mcp: {failure}" for failure in evaluate_deny_check(report)]
+
+
+def seccomp_mode(pid: int) -> tuple[str, int]:
+    """(comm, Seccomp mode) of a host pid, read from /proc as the host sees it."""
+    comm = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Seccomp:"):
+            return comm, int(line.split()[1])
+    raise SeccompError(f"no Seccomp line in /proc/{pid}/status")
+
+
+def check_running(running: Running) -> list[str]:
+    """Both services healthy, qc-mcp's deny checks, and the proxy's processes filtered: squid
+    has no interpreter to run a deny check in, so the host reads their seccomp mode instead."""
+    failures = check_denials(running.qc_mcp)
+    for name, container in running.containers.items():
+        if name not in SERVICES:
+            continue
+        status = docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip()
+        if status != "healthy":
+            failures.append(f"{name} is {status}, not healthy")
+    modes = [seccomp_mode(pid) for pid in namespace_members(running.proxy)]
+    log(f"egress-proxy processes (comm, Seccomp mode): {modes}")
+    if not any(comm == EGRESS_PROXY.main_comm for comm, _ in modes):
+        failures.append(f"no squid process in egress-proxy: {modes}")
+    failures += [
+        f"egress-proxy: {comm} runs with Seccomp: {mode}, not {SECCOMP_FILTER_MODE}"
+        for comm, mode in modes
+        if mode != SECCOMP_FILTER_MODE
+    ]
     return failures
 
 
-def verify(settings: Settings, profile_file: Path) -> bool:
-    """Runs the workload under profile_file with the deny checks; logs each failure."""
+def check_logs(phases: list[dict[str, str]]) -> list[str]:
+    failures = []
+    for phase, logs in enumerate(phases, start=1):
+        for name, alarms in LOG_ALARMS.items():
+            lines = [line for line in logs[name].splitlines() if any(a in line for a in alarms)]
+            failures += [f"{name}'s log, phase {phase}: {line[:300]}" for line in lines]
+    return failures
+
+
+def verify(settings: Settings, profile_dir: Path) -> bool:
+    """Runs the workload under the profiles in profile_dir with the checks; logs each failure."""
     preflight(settings)
-    failures: list[str] = []
+    started = time.monotonic()
+    profiles = {
+        name: service.profile_file(profile_dir).read_text(encoding="utf-8")
+        for name, service in SERVICES.items()
+    }
     with tempfile.TemporaryDirectory(prefix="qcrec-") as tmp:
         stage = Stage(settings, Path(tmp))
-        stage.prepare(profile_file.read_text(encoding="utf-8"))
+        stage.prepare(profiles)
         stage.remove_leftovers()
         try:
-            drive_workload(stage, lambda container: failures.extend(check_denials(container)))
+            workload = drive_workload(stage, check_running)
         finally:
             stage.remove_leftovers()
+    failures = workload.failures + check_logs(workload.logs)
     for failure in failures:
         log(f"FAIL: {failure}")
+    log(f"verify took {time.monotonic() - started:.0f}s")
     if not failures:
-        log("verify: healthy, 64 tools, tool calls answered, probes pass, denials hold")
+        log(
+            "verify: both services healthy under their profiles, 64 tools, read_account answered "
+            "through the proxy by the API double, probes pass, proxy denials hold, qc-mcp's "
+            "denials hold, squid filtered (Seccomp: 2), clean stops, no EPERM/FATAL in the logs"
+        )
     return not failures

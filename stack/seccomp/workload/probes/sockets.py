@@ -28,10 +28,10 @@ attempt("tcp4_closed", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 1))
 attempt("tcp6_loopback", socket.AF_INET6, socket.SOCK_STREAM, ("::1", 8000))
 attempt("udp4", socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 9))
 attempt("udp6", socket.AF_INET6, socket.SOCK_DGRAM, ("::1", 9))
-attempt("tcp_api_double", socket.AF_INET, socket.SOCK_STREAM, ("qcrec-api", 3128))
+attempt("tcp_proxy", socket.AF_INET, socket.SOCK_STREAM, ("egress-proxy", 3128))
 own = socket.gethostbyname(socket.gethostname())  # an unused address on our own network:
 attempt("tcp_no_host", socket.AF_INET, socket.SOCK_STREAM, (own.rsplit(".", 1)[0] + ".250", 443))
-attempt("tcp_api_closed", socket.AF_INET, socket.SOCK_STREAM, ("qcrec-api", 1))
+attempt("tcp_proxy_closed", socket.AF_INET, socket.SOCK_STREAM, ("egress-proxy", 1))
 try:
     socket.create_connection(("canary.invalid", 443), 3)
     out["dns_fail"] = "resolved"
