@@ -78,6 +78,11 @@ def _qc_mcp(**service: Any) -> dict[str, Any]:
     return {"services": {"qc-mcp": service}}
 
 
+def _hardened_services(**service: Any) -> dict[str, Any]:
+    """The same override of qc-mcp and the egress proxy: the control switched off in both."""
+    return {"services": {"qc-mcp": service, "egress-proxy": service}}
+
+
 def _internal_networks(**network: Any) -> dict[str, Any]:
     """An override of both internal networks of qc-mcp."""
     return {"networks": {"mcp": network, "egress": network}}
@@ -141,7 +146,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (read_only)",
         "persisting or replacing code in the container's filesystem",
         _cis("5.12"),
-        disable=_qc_mcp(read_only=False),
+        disable=_hardened_services(read_only=False),
     ),
     Control(
         "RUN-02",
@@ -159,7 +164,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (cap_drop: ALL)",
         "raw sockets, file ownership changes and other privileged kernel operations",
         _cis("5.3", "5.4"),
-        disable=_qc_mcp(cap_drop=RESET),
+        disable=_hardened_services(cap_drop=RESET),
     ),
     Control(
         "RUN-04",
@@ -170,7 +175,7 @@ CONTROLS: tuple[Control, ...] = (
         _cis("5.25"),
         # Without no-new-privileges runc loads the filter while still privileged and then needs
         # syscalls the allow-list refuses (fstat, capset...), so this mutant runs unconfined.
-        disable=_qc_mcp(security_opt=Override(["seccomp:unconfined"])),
+        disable=_hardened_services(security_opt=Override(["seccomp:unconfined"])),
     ),
     Control(
         "RUN-05",
@@ -179,7 +184,9 @@ CONTROLS: tuple[Control, ...] = (
         "seccomp/<service>.json; compose/compose.yaml (security_opt)",
         "kernel attack surface: namespaces, mounts, ptrace, bpf, io_uring, keyrings, modules",
         _cis("5.21"),
-        disable=_qc_mcp(security_opt=Override(["no-new-privileges:true", "seccomp:unconfined"])),
+        disable=_hardened_services(
+            security_opt=Override(["no-new-privileges:true", "seccomp:unconfined"])
+        ),
     ),
     Control(
         "RUN-06",
@@ -188,7 +195,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (mem_limit, memswap_limit)",
         "exhausting the host's memory",
         _cis("5.10"),
-        disable=_qc_mcp(mem_limit=RESET, memswap_limit=RESET),
+        disable=_hardened_services(mem_limit=RESET, memswap_limit=RESET),
     ),
     Control(
         "RUN-07",
@@ -197,7 +204,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (cpus)",
         "starving the host and the other containers of CPU",
         _cis("5.11"),
-        disable=_qc_mcp(cpus=RESET),
+        disable=_hardened_services(cpus=RESET),
     ),
     Control(
         "RUN-08",
@@ -206,7 +213,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (pids_limit)",
         "a fork bomb exhausting the host's process table",
         _cis("5.28"),
-        disable=_qc_mcp(pids_limit=RESET),
+        disable=_hardened_services(pids_limit=RESET),
     ),
     Control(
         "RUN-09",
@@ -215,7 +222,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (ulimits nofile)",
         "exhausting the host's file descriptors",
         _cis("5.18"),
-        disable=_qc_mcp(ulimits=RESET),
+        disable=_hardened_services(ulimits=RESET),
     ),
     Control(
         "RUN-10",
@@ -224,7 +231,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (init)",
         "zombie processes piling up until the process limit is hit",
         (),
-        disable=_qc_mcp(init=False),
+        disable=_hardened_services(init=False),
     ),
     Control(
         "RUN-11",
@@ -243,7 +250,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (logging)",
         "filling the host's disk through the container's output",
         (),
-        disable=_qc_mcp(logging={"driver": "json-file", "options": RESET}),
+        disable=_hardened_services(logging={"driver": "json-file", "options": RESET}),
     ),
     Control(
         "RUN-13",
@@ -252,7 +259,7 @@ CONTROLS: tuple[Control, ...] = (
         "compose/compose.yaml (no volumes)",
         "reaching the Docker API or host files to escape the container",
         _cis("5.5", "5.31"),
-        disable=_qc_mcp(volumes=["/var/run/docker.sock:/var/run/docker.sock"]),
+        disable=_hardened_services(volumes=["/var/run/docker.sock:/var/run/docker.sock"]),
     ),
     Control(
         "SEC-01",
