@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra_tests.conftest import Container, McpSession, double_records, mcp_session
+from gateway.tools import TOOL_KINDS
+from infra_tests.conftest import Container, McpSession, double_records
 from infra_tests.dockerhost import DockerHost
 from infra_tests.doubles.qc_api import ACCOUNT, PROJECTS
 from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
@@ -14,12 +15,14 @@ EXPECTED_TOOL_COUNT = 64
 PROBE_AGENT = "qcstack-signature-probe"  # the tests' own requests to the double, told apart
 
 
-def test_mcp_client_lists_every_tool_through_the_hardened_server(
-    docker: DockerHost, project: str, qc_mcp: Container
-) -> None:
-    session = mcp_session(docker, project, qc_mcp.attrs["Image"], [])
-    assert len(session.tools) == EXPECTED_TOOL_COUNT
-    assert {"create_live_algorithm", "read_account", "create_backtest"} <= set(session.tools)
+def test_mcp_client_lists_every_tool_through_the_hardened_server(tool_calls: McpSession) -> None:
+    assert len(tool_calls.tools) == EXPECTED_TOOL_COUNT
+    assert {"create_live_algorithm", "read_account", "create_backtest"} <= set(tool_calls.tools)
+
+
+def test_gateway_classifies_exactly_the_tools_the_server_lists(tool_calls: McpSession) -> None:
+    # A tool the gateway does not know is denied; one it knows that is gone is a stale policy.
+    assert set(tool_calls.tools) == set(TOOL_KINDS)
 
 
 def test_read_account_returns_the_api_doubles_answer(tool_calls: McpSession) -> None:
