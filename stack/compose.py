@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
 
 from stack.egress import render_policy
-from stack.process import SYSTEM_PATH, CommandError, run
+from stack.process import SYSTEM_PATH, run
 from stack.settings import Settings
-
-NETWORK_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -72,26 +69,15 @@ class ComposeProject:
     def up(self, *, wait_timeout: int | None = None) -> None:
         self.write_egress_policy()
         limit = ("--wait-timeout", str(wait_timeout)) if wait_timeout else ()
-        command = ("up", "--detach", "--wait", *limit, "--remove-orphans", "--quiet-pull")
-        timeout = None if wait_timeout is None else wait_timeout + 60
-        for attempt in range(NETWORK_ATTEMPTS):
-            try:
-                self.run(*command, timeout=timeout)
-                return
-            except CommandError:
-                # Docker 20.10 may still hold a just-removed network's fixed subnet ("Pool
-                # overlaps"): the egress network then never got created. Anything else is real.
-                if self.has_network("egress") or attempt == NETWORK_ATTEMPTS - 1:
-                    raise
-                time.sleep(2)
-
-    def has_network(self, name: str) -> bool:
-        found = run(
-            ["docker", "network", "ls", "-q", "--filter", f"name=^{self.name}_{name}$"],
-            env=self.environment(),
-            capture=True,
+        self.run(
+            "up",
+            "--detach",
+            "--wait",
+            *limit,
+            "--remove-orphans",
+            "--quiet-pull",
+            timeout=None if wait_timeout is None else wait_timeout + 60,
         )
-        return bool(found.stdout.strip())
 
     def down(self) -> None:
         """Removes the project's containers, networks and volumes, leftovers included."""

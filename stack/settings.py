@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Docker's default address pools (172.17-172.31 and 192.168, unless daemon.json changes them):
+# networks that name no subnet get one from these, so a fixed subnet there collides sooner or later.
+DOCKER_DEFAULT_POOLS = (IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16"))
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
 )
@@ -80,11 +83,11 @@ class Settings(BaseSettings):
     egress_allow: tuple[str, ...] = ("www.quantconnect.com:443",)
     """The only destinations qc-mcp may reach, as `host:port`, through the egress proxy (NET)."""
 
-    egress_subnet: IPv4Network = IPv4Network("172.30.253.0/28")
+    egress_subnet: IPv4Network = IPv4Network("10.231.253.0/28")
     """Subnet of the operator stack's `egress` network; the proxy serves clients from it alone,
     so it is no open proxy for the outside network. Pick a free one if this collides."""
 
-    test_egress_subnet: IPv4Network = IPv4Network("172.30.254.0/28")
+    test_egress_subnet: IPv4Network = IPv4Network("10.231.254.0/28")
     """The same for the test stacks, so tests can run beside the operator's stack."""
 
     test_hosts: str = "local://"
@@ -102,6 +105,13 @@ class Settings(BaseSettings):
     def _room_for_the_stack(cls, value: IPv4Network) -> IPv4Network:
         if value.prefixlen > 28 or not value.is_private:
             raise ValueError(f"{value} must be a private subnet of at least 16 addresses (/28)")
+        for pool in DOCKER_DEFAULT_POOLS:
+            if value.overlaps(pool):
+                raise ValueError(
+                    f"{value} is inside {pool}, where Docker picks subnets for networks that name "
+                    "none: sooner or later one of them takes it and the stack cannot start. "
+                    "Pick a subnet outside 172.16.0.0/12 and 192.168.0.0/16"
+                )
         return value
 
     @field_validator("ca_bundle", "build_dir", "secrets_dir")

@@ -9,11 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control
 from stack.egress import HEALTHCHECK_COMMAND
 from stack.mutation import mutable_controls, render_override
-from stack.process import CommandError
 from stack.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose" / "compose.yaml"
@@ -71,43 +69,3 @@ def test_mutation_override_is_valid_yaml_for_the_server(control: Control) -> Non
 def test_proxy_health_check_is_the_one_the_policy_answers() -> None:
     service = yaml.safe_load(COMPOSE.read_text())["services"]["egress-proxy"]
     assert service["healthcheck"]["test"] == ["CMD", *HEALTHCHECK_COMMAND]
-
-
-class _FlakyNetworkProject(ComposeProject):
-    """Fails `up` a given number of times, as Docker does while it still holds a subnet."""
-
-    def __init__(self, failures: int, egress_created: bool) -> None:
-        settings = Settings()
-        super().__init__(settings, "qcstack-unit", Path("/nonexistent"), settings.egress_subnet)
-        object.__setattr__(self, "calls", [failures, egress_created, 0])
-
-    def write_egress_policy(self) -> None:
-        """No file needed: nothing runs."""
-
-    def run(self, *args: str, **kwargs: Any) -> str:
-        state = self.calls  # type: ignore[attr-defined]
-        state[2] += 1
-        if state[0] > 0:
-            state[0] -= 1
-            raise CommandError("up failed")
-        return ""
-
-    def has_network(self, name: str) -> bool:
-        return bool(self.calls[1])  # type: ignore[attr-defined]
-
-
-def test_up_retries_when_the_egress_network_was_not_created(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("stack.compose.time.sleep", lambda seconds: None)
-    project = _FlakyNetworkProject(failures=1, egress_created=False)
-    project.up()
-    assert project.calls[2] == 2  # type: ignore[attr-defined]
-
-
-def test_up_does_not_retry_other_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("stack.compose.time.sleep", lambda seconds: None)
-    project = _FlakyNetworkProject(failures=1, egress_created=True)
-    with pytest.raises(CommandError):
-        project.up()
-    assert project.calls[2] == 1  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from stack.egress import (
 from stack.settings import EgressDestination, Settings
 
 SQUID_CONF = Path(__file__).resolve().parent.parent / "images" / "egress-proxy" / "squid.conf"
-CLIENTS = IPv4Network("172.30.253.0/28")
+CLIENTS = IPv4Network("10.231.253.0/28")
 
 
 def directives(text: str) -> list[list[str]]:
@@ -51,7 +51,7 @@ def allowed_pairs(text: str) -> set[tuple[str, int]]:
 def test_default_settings_allow_quantconnect_443_from_the_egress_subnet_only() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     text = render_policy(settings.egress_destinations, settings.egress_subnet)
-    assert acls(text)["qcstack_clients"] == ["src", "172.30.253.0/28"]
+    assert acls(text)["qcstack_clients"] == ["src", "10.231.253.0/28"]
     assert allowed_pairs(text) == {("www.quantconnect.com", 443)}
     for rule in allow_rules(text):
         assert rule[:2] == ["qcstack_clients", "CONNECT"]

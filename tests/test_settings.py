@@ -36,3 +36,11 @@ def test_unknown_setting_in_env_file_is_refused(tmp_path: Path) -> None:
 def test_environment_variable_sets_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QCSTACK_IMAGE_TAG", "v2")
     assert Settings(_env_file=None).image(name="qc-mcp") == "qcstack/qc-mcp:v2"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "subnet", ["172.30.254.0/28", "192.168.250.0/28", "10.0.0.0/29", "8.8.8.0/28"]
+)
+def test_egress_subnet_docker_could_hand_out_or_too_small_is_refused(subnet: str) -> None:
+    with pytest.raises(ValidationError, match="egress_subnet"):
+        Settings(_env_file=None, egress_subnet=subnet)  # type: ignore[call-arg, arg-type]

@@ -25,10 +25,10 @@ from stack.testca import API_HOST
 
 RECORD_PROJECT = "qcstack-record"  # every container, network and secret here lives in it
 # The record/verify stack's egress subnet. Its own, so that `seccomp record|verify` can run
-# while a test stack (settings.test_egress_subnet, 172.30.254.0/28) or the operator's stack
-# (settings.egress_subnet, 172.30.253.0/28) is up: Docker refuses overlapping subnets. The
+# while a test stack (settings.test_egress_subnet, 10.231.254.0/28) or the operator's stack
+# (settings.egress_subnet, 10.231.253.0/28) is up: Docker refuses overlapping subnets. The
 # proxy's policy admits this subnet alone, as it does for the other stacks.
-RECORD_EGRESS_SUBNET = IPv4Network("172.30.252.0/28")
+RECORD_EGRESS_SUBNET = IPv4Network("10.231.252.0/28")
 API_DOUBLE = "qc-api-double"  # compose/test.yaml's QuantConnect API double: not recorded
 WORKLOAD_UID = 10003  # the containers below: neither 10001 nor 10002, so bpftrace skips them
 CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
