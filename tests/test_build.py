@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -65,14 +66,24 @@ def recipe(name: str) -> images.ImageRecipe:
     return next(r for r in images.IMAGES if r.name == name)
 
 
-def test_every_recipe_has_its_dockerfile_locks_and_tools() -> None:
-    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy"}
+def staged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> tuple[Path, set[str]]:
+    """Stages `name`'s build context from fake inputs; returns it and the files in it."""
+    fake_inputs(monkeypatch, tmp_path)
+    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
+    context = images.stage_context(settings, recipe(name))
+    return context, {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+
+
+def test_every_recipe_has_its_dockerfile_locks_tools_and_sources() -> None:
+    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy", "gateway"}
     for r in images.IMAGES:
         assert (REPO / "images" / r.name / "Dockerfile").is_file()
         for lock in (r.python_lock, r.deb_lock):
             assert lock is None or (REPO / "locks" / lock).is_file()
         for tool in r.go_tools:
             assert (REPO / "tools" / tool / "go.mod").is_file()
+        for folder in r.sources:
+            assert (REPO / folder / "__init__.py").is_file()
 
 
 def test_server_context_is_wheels_and_no_debs(
@@ -88,11 +99,8 @@ def test_server_context_is_wheels_and_no_debs(
 def test_proxy_context_is_debs_and_the_healthcheck(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    fake_inputs(monkeypatch, tmp_path)
-    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
-    context = images.stage_context(settings, recipe("egress-proxy"))
-    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
-    assert staged == {
+    context, files = staged(monkeypatch, tmp_path, "egress-proxy")
+    assert files == {
         "Dockerfile",
         "squid.conf",
         "assemble_rootfs.py",
@@ -103,6 +111,17 @@ def test_proxy_context_is_debs_and_the_healthcheck(
     assert (context / "debs.lock").read_bytes() == DEB_LOCK.read_bytes()
 
 
+def test_server_and_proxy_contexts_stage_no_repository_sources(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Their build contexts, and so their images, stay what they were before recipes had sources.
+    fake_inputs(monkeypatch, tmp_path)
+    for name in ("qc-mcp", "egress-proxy"):
+        assert recipe(name).sources == ()
+        files = images.context_files(Settings(_env_file=None), recipe(name))  # type: ignore[call-arg]
+        assert not any(k.startswith("src/") for k in files)
+
+
 def test_proxy_image_is_from_scratch_non_root_squid_in_the_foreground() -> None:
     dockerfile = (REPO / "images" / "egress-proxy" / "Dockerfile").read_text()
     final = dockerfile[dockerfile.rindex("\nFROM ") :]
@@ -110,6 +129,146 @@ def test_proxy_image_is_from_scratch_non_root_squid_in_the_foreground() -> None:
     assert "\nUSER 10002:10002\n" in final
     assert 'ENTRYPOINT ["/usr/sbin/squid", "-N", "-f", "/etc/squid/squid.conf"]' in final
     assert "sha256sum --strict --quiet -c" in dockerfile  # IMG-02 for the .deb files too
+
+
+# --- The gateway: its own code from gateway/ on a trimmed FastMCP lock
+
+GATEWAY_LOCK = REPO / "locks" / "gateway.txt"
+GATEWAY_DOCKERFILE = REPO / "images" / "gateway" / "Dockerfile"
+# What scripts/lock leaves out of the gateway image, by the reason given there.
+GATEWAY_LEFT_OUT = {
+    "cyclopts", "rich-rst", "docstring-parser", "pyperclip", "griffelib", "authlib",
+    "keyring", "secretstorage", "jeepney", "jaraco-classes", "jaraco-context", "jaraco-functools",
+    "more-itertools", "backports-tarfile", "importlib-metadata", "zipp", "lazy-importer",
+    "aiofile", "caio", "openapi-pydantic", "jsonschema-path", "pathable", "email-validator",
+    "dnspython", "watchfiles", "websockets", "pygments", "markdown-it-py", "mdurl", "pycparser",
+}  # fmt: skip
+
+
+def lock_pins(lock: Path) -> dict[str, str]:
+    pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+) \\$", lock.read_text(), re.M)
+    return dict(pins)
+
+
+def gateway_final_stage() -> str:
+    dockerfile = GATEWAY_DOCKERFILE.read_text()
+    return dockerfile[dockerfile.rindex("\nFROM ") :]
+
+
+def test_gateway_context_is_wheels_and_the_gateway_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    context, files = staged(monkeypatch, tmp_path, "gateway")
+    code = {name for name in files if name.startswith("src/")}
+    assert files - code == {
+        "Dockerfile",
+        "assemble_rootfs.py",
+        "install_python_root.sh",
+        "requirements.txt",
+        "wheels/pkg-1.0-py3-none-any.whl",
+    }
+    modules = {
+        f"src/{p.relative_to(REPO).as_posix()}"
+        for p in (REPO / "gateway").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert {"src/gateway/__init__.py", "src/gateway/__main__.py"} <= modules <= code
+    assert all(name.startswith("src/gateway/") and "__pycache__" not in name for name in code)
+    assert (context / "requirements.txt").read_bytes() == GATEWAY_LOCK.read_bytes()
+    for name in code:
+        assert (context / name).read_bytes() == (REPO / name.removeprefix("src/")).read_bytes()
+
+
+def test_staged_sources_leave_caches_bytecode_and_hidden_files_behind(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    package = root / "pkg"
+    (package / "sub" / "__pycache__").mkdir(parents=True)
+    (package / ".mypy_cache").mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "mod.py").write_text("X = 1\n")
+    (package / "sub" / "data.json").write_text("{}")
+    (package / "sub" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"pyc")
+    (package / "stray.pyc").write_bytes(b"pyc")
+    (package / ".mypy_cache" / "x.json").write_text("{}")
+    (package / ".env").write_text("TOKEN=leak\n")
+    assert images.source_files(root, "pkg") == {
+        "src/pkg/__init__.py": package / "__init__.py",
+        "src/pkg/sub/data.json": package / "sub" / "data.json",
+        "src/pkg/sub/mod.py": package / "sub" / "mod.py",
+    }
+    with pytest.raises(CommandError, match="not a folder"):
+        images.source_files(root, "missing")
+
+
+def test_a_source_file_deleted_from_the_repository_leaves_the_staged_context(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_inputs(monkeypatch, tmp_path)
+    settings = Settings(_env_file=None, build_dir=tmp_path / "build")  # type: ignore[call-arg]
+    context = images.stage_context(settings, recipe("gateway"))
+    gone = context / "src" / "gateway" / "removed_module.py"
+    gone.write_text("IMPORTED = True\n")
+    (context / "src" / "gateway" / "__pycache__").mkdir()
+    (context / "src" / "gateway" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"pyc")
+    images.stage_context(settings, recipe("gateway"))
+    assert not gone.exists()
+    assert not list(context.rglob("*.pyc"))
+
+
+def test_gateway_image_is_from_scratch_non_root_with_the_gateway_as_entry_point() -> None:
+    final = gateway_final_stage()
+    assert final.startswith("\nFROM scratch\nCOPY --from=build /rootfs/ /\n")
+    assert "\nUSER 10004:10004\n" in final
+    assert "\nWORKDIR /app\n" in final
+    assert final.rstrip().endswith('ENTRYPOINT ["/usr/bin/python3", "-m", "gateway"]')
+    dockerfile = GATEWAY_DOCKERFILE.read_text()
+    # IMG-02: installed only from the staged, hash-checked wheels.
+    installer = (REPO / "images" / "common" / "install_python_root.sh").read_text()
+    assert "install_python_root.sh" in dockerfile
+    assert "--no-index" in installer and "--require-hashes" in installer
+    assert "COPY src/gateway/ /rootfs/app/gateway/" in dockerfile
+    assert (
+        "ARG APP_UID=10004" in dockerfile
+        and 'install_python_root.sh "$APP_UID" gateway' in dockerfile
+    )
+
+
+def test_gateway_image_environment() -> None:
+    env = dict(re.findall(r"\b([A-Z][A-Z0-9_]+)=(\S+)", gateway_final_stage().split("ENV", 1)[1]))
+    assert env == {
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        # rich tracebacks import pygments, which the lock leaves out
+        "FASTMCP_ENABLE_RICH_TRACEBACKS": "false",
+        # no request to PyPI at start (and no version cache written under FastMCP's home)
+        "FASTMCP_CHECK_FOR_UPDATES": "off",
+    }
+
+
+def test_gateway_lock_is_hashed_and_leaves_out_what_the_gateway_never_imports() -> None:
+    text = GATEWAY_LOCK.read_text()
+    pins = lock_pins(GATEWAY_LOCK)
+    assert len(pins) == len(re.findall(r"^[a-z0-9]", text, re.M))  # each pin ends in hashes
+    assert text.count("--hash=sha256:") >= len(pins)
+    assert pins["fastmcp-slim"] == "4.1.2"
+    # imported at startup, or the proxy path cannot run without them
+    for needed in ("mcp", "uvicorn", "starlette", "pydantic-settings", "cryptography", "cffi",
+                   "beartype", "pydantic-core", "pyyaml", "joserfc", "pyjwt", "rich"):  # fmt: skip
+        assert needed in pins, needed
+    assert not GATEWAY_LEFT_OUT & set(pins)
+    script = (REPO / "scripts" / "lock").read_text()
+    for name in GATEWAY_LEFT_OUT:
+        assert re.search(rf"^gw_drop\+?=\(.*\b{re.escape(name)}\b", script, re.M), name
+
+
+def test_dev_venv_has_the_gateway_image_libraries_at_the_same_versions() -> None:
+    # Unit tests run the gateway in-process: the same libraries as the image, at the same pins.
+    dev = lock_pins(REPO / "locks" / "dev.txt")
+    assert {name: dev.get(name) for name in lock_pins(GATEWAY_LOCK)} == lock_pins(GATEWAY_LOCK)
+    assert "hypothesis" in dev
+    pin = "fastmcp-slim[server,client]==4.1.2"
+    for source in ("dev.in", "gateway.in"):
+        assert pin in (REPO / "locks" / source).read_text().splitlines()
 
 
 # --- Debian package locks

@@ -11,15 +11,15 @@ from stack.build.base import ensure_base_image
 from stack.build.debs import fetch_debs
 from stack.build.gotools import build_go_tool
 from stack.build.wheelhouse import fetch_wheels
-from stack.process import DOCKER_BUILD_ENVIRONMENT, run, step
+from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run, step
 from stack.settings import Settings
 
 
 @dataclass(frozen=True)
 class ImageRecipe:
     """One image of the stack: its folder under images/ and the local inputs its build stage
-    installs from, each optional: a lock of Python wheels, a lock of Debian packages, and static
-    Go tools from tools/ built on the host."""
+    installs from, each optional: a lock of Python wheels, a lock of Debian packages, static Go
+    tools from tools/ built on the host, and folders of this repository's own code."""
 
     name: str
     python_lock: str | None = None
@@ -29,12 +29,38 @@ class ImageRecipe:
     """locks/<file> pinning .deb files by sha256: staged as debs.lock and debs/."""
     go_tools: tuple[str, ...] = ()
     """tools/<name>, each staged as the static binary <name>."""
+    sources: tuple[str, ...] = ()
+    """Folders of this repository (Python packages such as gateway), each staged under src/ with
+    its files as they are, bytecode caches left out: src/<folder>/..."""
 
 
 IMAGES = (
     ImageRecipe(name="qc-mcp", python_lock="qc-mcp.txt"),
     ImageRecipe(name="egress-proxy", deb_lock="egress-proxy.debs", go_tools=("healthcheck",)),
+    ImageRecipe(name="gateway", python_lock="gateway.txt", sources=("gateway",)),
 )
+
+SOURCE_SKIPPED = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+"""Folders under a staged source that hold caches, never code."""
+
+
+def source_files(root: Path, folder: str) -> dict[str, Path]:
+    """Every file of the repository folder `folder` by its path in the context, src/<folder>/...;
+    bytecode, caches and hidden files stay behind."""
+    source = root / folder
+    if not source.is_dir():
+        raise CommandError(f"{source} is not a folder of the repository")
+    files: dict[str, Path] = {}
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(root)
+        if (
+            not path.is_file()
+            or any(part in SOURCE_SKIPPED or part.startswith(".") for part in relative.parts)
+            or path.suffix in (".pyc", ".pyo")
+        ):
+            continue
+        files[f"src/{relative.as_posix()}"] = path
+    return files
 
 
 def sync_file(src: Path, dest: Path) -> None:
@@ -49,14 +75,14 @@ def context_files(settings: Settings, recipe: ImageRecipe) -> dict[str, Path]:
     """Every file of the recipe's build context, by its path in the context; fetches and builds
     the inputs that are not there yet."""
     root = settings.repo_root
-    wanted: dict[str, Path] = {
-        "assemble_rootfs.py": root / "images" / "common" / "assemble_rootfs.py",
-    }
+    common = root / "images" / "common"
+    wanted: dict[str, Path] = {"assemble_rootfs.py": common / "assemble_rootfs.py"}
     for source in (root / "images" / recipe.name).iterdir():
         wanted[source.name] = source
     if recipe.python_lock:
         lock = root / "locks" / recipe.python_lock
         wanted["requirements.txt"] = lock
+        wanted["install_python_root.sh"] = common / "install_python_root.sh"
         for wheelhouse in (
             fetch_wheels(settings, lock),
             fetch_wheels(settings, root / "locks" / "build.txt"),
@@ -70,6 +96,8 @@ def context_files(settings: Settings, recipe: ImageRecipe) -> dict[str, Path]:
             wanted[f"debs/{deb.name}"] = deb
     for tool in recipe.go_tools:
         wanted[tool] = build_go_tool(settings, tool)
+    for folder in recipe.sources:
+        wanted.update(source_files(root, folder))
     return wanted
 
 
