@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.audit import AuditError, AuditLog, verify
 
@@ -100,3 +103,43 @@ def test_unwritable_log_location_is_refused_with_the_path(tmp_path: Path) -> Non
     blocker.write_text("")
     with pytest.raises(AuditError, match="cannot open the audit log"):
         AuditLog(blocker / "audit.jsonl")
+
+
+EVENTS = st.lists(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda k: k not in {"seq", "prev", "hash", "time"}),
+        st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none()),
+        max_size=4,
+    ),
+    min_size=2,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=EVENTS, data=st.data())
+def test_any_single_tampering_is_found_at_or_before_the_entry_touched(
+    tmp_path_factory: pytest.TempPathFactory, events: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    path = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    log = AuditLog(path)
+    for event in events:
+        log.append(event)
+    log.close()
+    content = lines(path)
+    index = data.draw(st.integers(0, len(content) - 2), label="entry")  # the last: see anchor test
+    how = data.draw(st.sampled_from(["delete", "swap", "edit"]), label="tampering")
+    if how == "delete":
+        del content[index]
+    elif how == "swap":
+        content[index], content[index + 1] = content[index + 1], content[index]
+    else:
+        entry = json.loads(content[index])
+        entry["tampered"] = True
+        content[index] = json.dumps(entry).encode() + b"\n"
+    path.write_bytes(b"".join(content))
+    result = verify(path)
+    assert not result.ok
+    assert result.first_broken is not None and result.first_broken <= index + 2
