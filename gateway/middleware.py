@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as mt
@@ -14,9 +14,11 @@ from fastmcp.tools.base import Tool, ToolResult
 
 from gateway.approvals import ApprovalError, ApprovalState, ApprovalStore
 from gateway.audit import AuditError, AuditLog
+from gateway.limits import Limiter
 from gateway.lockdown import Lockdown
 from gateway.policy import Profile, Verdict, decide, listed
 from gateway.redact import redact
+from gateway.tools import kind_of
 
 PREFIX = "qcstack gateway: "
 APPROVAL_POLL_SECONDS = 0.25
@@ -32,6 +34,7 @@ class Gate:
     lockdown: Lockdown
     held_tools: frozenset[str] = frozenset()
     approval_wait_seconds: float = 900.0
+    limiter: Limiter = field(default_factory=Limiter)
 
 
 class PolicyMiddleware(Middleware):
@@ -65,6 +68,11 @@ class PolicyMiddleware(Middleware):
         await self._audit({**call, "event": str(decision.verdict), "reason": decision.reason})
         if decision.verdict is Verdict.DENY:
             raise ToolError(PREFIX + decision.reason)
+        kind = kind_of(tool)
+        limited = None if kind is None else self.gate.limiter.admit(tool, kind)
+        if limited is not None:
+            await self._audit({**call, "event": "rate-limited", "reason": limited})
+            raise ToolError(PREFIX + limited)
         if decision.verdict is Verdict.HOLD:
             await self._wait_for_approval(tool, arguments, call)
         try:

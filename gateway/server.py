@@ -54,6 +54,7 @@ def build_gate(settings: GatewaySettings) -> Gate:
         lockdown=Lockdown(state / "lockdown.json"),
         held_tools=frozenset(settings.held_tools),
         approval_wait_seconds=settings.approval_wait_seconds,
+        limiter=settings.limiter(),
     )
 
 

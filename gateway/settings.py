@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.limits import Limiter, RateLimit
 from gateway.policy import Profile
+from gateway.tools import kind_of
 
 
 class GatewaySettings(BaseSettings):
@@ -25,6 +27,34 @@ class GatewaySettings(BaseSettings):
     """The volume with the audit log, the approvals and the lockdown flag."""
     token_file: Path = Path("/run/secrets/gateway_token")
     """The bearer token MCP clients present."""
+    rate_limits: dict[str, str] = {}
+    """Per-tool limits as calls/seconds, e.g. {"create_project": "10/60"}."""
+    default_rate_limit: str = "120/60"
+    """For every tool without its own limit; stop and liquidate are never limited."""
+    compute_budget: str = "30/3600"
+    """All compute-spending tools together (compiles, backtests, optimizations, nodes)."""
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for tool, rate in value.items():
+            if kind_of(tool) is None:
+                raise ValueError(f"rate limit for {tool!r}: no such tool")
+            RateLimit.parse(rate)
+        return value
+
+    @field_validator("default_rate_limit", "compute_budget")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        RateLimit.parse(value)
+        return value
+
+    def limiter(self) -> Limiter:
+        return Limiter(
+            per_tool={tool: RateLimit.parse(r) for tool, r in self.rate_limits.items()},
+            default=RateLimit.parse(self.default_rate_limit),
+            compute_budget=RateLimit.parse(self.compute_budget),
+        )
 
 
 class SettingsError(RuntimeError):

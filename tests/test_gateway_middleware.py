@@ -15,6 +15,7 @@ from fastmcp.server import create_proxy
 
 from gateway.approvals import ApprovalState, ApprovalStore
 from gateway.audit import AuditLog, verify
+from gateway.limits import Limiter, RateLimit
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
 from gateway.policy import Profile
@@ -135,6 +136,16 @@ async def test_unreadable_lockdown_state_counts_as_locked(client: Client[Any], g
     gate.lockdown.path.write_text("{not json")
     result = await call(client, "create_backtest", {"model": {"projectId": 1}})
     assert result.is_error and "lockdown" in result.content[0].text
+
+
+async def test_rate_limited_call_gets_a_clear_error_and_is_audited(
+    client: Client[Any], gate: Gate
+) -> None:
+    object.__setattr__(gate, "limiter", Limiter(per_tool={"read_account": RateLimit(1, 60)}))
+    assert not (await call(client, "read_account")).is_error
+    refused = await call(client, "read_account")
+    assert refused.is_error and "rate limit of read_account" in refused.content[0].text
+    assert audit_events(gate)[-1]["event"] == "rate-limited"
 
 
 async def test_unwritable_audit_log_refuses_the_call(client: Client[Any], gate: Gate) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.server import BearerGuard, main
-from gateway.settings import SettingsError, read_secret
+from gateway.settings import GatewaySettings, SettingsError, read_secret
 
 TOKEN = b"test-gateway-token-0123456789"
 
@@ -82,3 +83,20 @@ def test_gateway_refuses_to_start_without_its_token(
     monkeypatch.setenv("QCSTACK_GATEWAY_STATE_DIR", str(tmp_path / "state"))
     with pytest.raises(SystemExit, match="bearer token"):
         main()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("QCSTACK_GATEWAY_RATE_LIMITS", '{"no_such_tool": "1/60"}', "no such tool"),
+        ("QCSTACK_GATEWAY_RATE_LIMITS", '{"create_project": "lots"}', "calls/seconds"),
+        ("QCSTACK_GATEWAY_COMPUTE_BUDGET", "0/3600", "calls/seconds"),
+        ("QCSTACK_GATEWAY_PROFILE", "yolo", "profile"),
+    ],
+)
+def test_bad_gateway_setting_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        GatewaySettings()
