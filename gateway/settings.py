@@ -57,6 +57,16 @@ class GatewaySettings(BaseSettings):
         )
 
 
+class BridgeSettings(BaseSettings):
+    """The stdio bridge's settings, on the client's machine (from the client's launch config)."""
+
+    model_config = SettingsConfigDict(env_prefix="QCSTACK_BRIDGE_", extra="forbid", frozen=True)
+
+    url: str = "http://127.0.0.1:8080/mcp"
+    token_file: Path
+    """The file holding the gateway's bearer token (`secrets/gateway_token`)."""
+
+
 class SettingsError(RuntimeError):
     """A setting or secret is missing or unusable; the message says what to fix."""
 

@@ -1,0 +1,117 @@
+"""The stdio bridge, launched the way Claude Desktop launches it, in front of a real gateway app
+(uvicorn on loopback) in front of a test upstream with qc-mcp's tool names."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastmcp import Client, FastMCP
+from fastmcp.client.transports import StdioTransport
+
+from gateway.server import build_app, build_gate
+from gateway.settings import GatewaySettings
+
+pytestmark = pytest.mark.anyio
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "bridge-test-token-0123456789abcdef"  # noqa: S105 -- a test token
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def upstream() -> FastMCP:
+    server = FastMCP("test-upstream")
+    for name in ("read_account", "create_live_algorithm"):
+
+        def tool(model: dict[str, Any] | None = None, _name: str = name) -> dict[str, Any]:
+            return {"answered_by": _name}
+
+        server.tool(tool, name=name)
+    return server
+
+
+async def serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, ws="none", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, port
+
+
+@pytest.fixture
+async def gateway_url(tmp_path: Path) -> AsyncIterator[str]:
+    up_server, up_task, up_port = await serve(upstream().http_app(path="/mcp"))
+    settings = GatewaySettings(
+        upstream_url=f"http://127.0.0.1:{up_port}/mcp", state_dir=tmp_path / "state"
+    )
+    app = build_app(settings, build_gate(settings), TOKEN.encode())
+    gw_server, gw_task, gw_port = await serve(app)
+    yield f"http://127.0.0.1:{gw_port}/mcp"
+    for server, task in ((gw_server, gw_task), (up_server, up_task)):
+        server.should_exit = True
+        await task
+
+
+def bridge(url: str, token_file: Path) -> StdioTransport:
+    """What a client's configuration launches: the repo's Python, `-m gateway.bridge`."""
+    return StdioTransport(
+        command=sys.executable,
+        args=["-m", "gateway.bridge"],
+        env={"QCSTACK_BRIDGE_URL": url, "QCSTACK_BRIDGE_TOKEN_FILE": str(token_file)},
+        cwd=str(REPO),
+    )
+
+
+async def test_client_launching_the_bridge_reaches_the_gateway(
+    gateway_url: str, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "gateway_token"
+    token_file.write_text(TOKEN)
+    async with Client(bridge(gateway_url, token_file)) as client:
+        assert {t.name for t in await client.list_tools()} == {"read_account"}
+        answer = await client.call_tool("read_account", {})
+        assert "read_account" in answer.content[0].text
+        # The gateway does not list it, so to the client behind the bridge it does not exist.
+        refused = await client.call_tool("create_live_algorithm", {}, raise_on_error=False)
+        assert refused.is_error and "create_live_algorithm" in refused.content[0].text
+
+
+async def test_bridge_with_a_wrong_token_gets_no_tools(gateway_url: str, tmp_path: Path) -> None:
+    token_file = tmp_path / "gateway_token"
+    token_file.write_text("not-the-gateway-token-at-all")
+    with pytest.raises(Exception, match="error"):
+        async with Client(bridge(gateway_url, token_file)) as client:
+            await client.list_tools()
+
+
+@pytest.mark.parametrize("token_file", [None, "missing"], ids=["not-set", "missing-file"])
+def test_bridge_without_its_token_exits_saying_what_to_set(
+    tmp_path: Path, token_file: str | None
+) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    if token_file:
+        env["QCSTACK_BRIDGE_TOKEN_FILE"] = str(tmp_path / token_file)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.bridge"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "QCSTACK_BRIDGE_TOKEN_FILE" in done.stderr or str(tmp_path) in done.stderr
+    assert "qcstack bridge:" in done.stderr
