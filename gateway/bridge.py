@@ -8,6 +8,8 @@ which it reads from a file so it never sits in the client's configuration.
 from __future__ import annotations
 
 import sys
+import urllib.error
+import urllib.request
 
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.server import create_proxy
@@ -16,10 +18,29 @@ from pydantic import ValidationError
 from gateway.settings import BridgeSettings, SettingsError, read_secret
 
 
+def check_gateway(url: str, token: str) -> None:
+    """Fails at start, saying why, when the gateway is unreachable or refuses the token: behind
+    the bridge, the client would only see a bare error response."""
+    request = urllib.request.Request(  # noqa: S310 -- the operator's own gateway URL
+        url,
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise SettingsError(f"the gateway at {url} refused the token (401)") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise SettingsError(f"cannot reach the gateway at {url}: {error}") from None
+
+
 def main() -> None:
     try:
         settings = BridgeSettings()  # type: ignore[call-arg]  # token_file: from the environment
         token = read_secret(settings.token_file, "the gateway's bearer token").decode()
+        check_gateway(settings.url, token)
     except ValidationError as error:
         sys.exit(f"qcstack bridge: set QCSTACK_BRIDGE_TOKEN_FILE (and QCSTACK_BRIDGE_URL): {error}")
     except SettingsError as error:
