@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from stack.build import stamp
 from stack.build.base import ensure_base_image
 from stack.process import CommandError, step
 from stack.settings import Settings
@@ -163,9 +164,7 @@ def _extract_debs(stream: bytes, directory: Path) -> None:
 def fetch_debs(settings: Settings, lock: Path) -> Path:
     """Downloads every pinned .deb of `lock` and checks it; a no-op when the lock is unchanged."""
     target = debs_dir(settings, lock)
-    stamp = target / ".lock-sha256"
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    if stamp.holds(target, lock):
         return target
     entries = parse_lock(lock)
     partial = target.with_name(f".{target.name}.partial")
@@ -187,7 +186,7 @@ def fetch_debs(settings: Settings, lock: Path) -> Path:
             raise
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    stamp.write_text(digest)
+    stamp.mark(target, lock)
     return target
 
 

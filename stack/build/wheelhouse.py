@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
+from stack.build import stamp
 from stack.process import run, step
 from stack.settings import Settings
 
@@ -24,9 +24,7 @@ def wheelhouse_dir(settings: Settings, lock: Path) -> Path:
 def fetch_wheels(settings: Settings, lock: Path) -> Path:
     """Downloads every wheel of `lock` into its own folder; a no-op when the lock is unchanged."""
     target = wheelhouse_dir(settings, lock)
-    stamp = target / ".lock-sha256"
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    if stamp.holds(target, lock):
         return target
     target.mkdir(parents=True, exist_ok=True)
     platform_args = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -62,5 +60,5 @@ def fetch_wheels(settings: Settings, lock: Path) -> Path:
                 str(lock),
             ],
         )
-    stamp.write_text(digest)
+    stamp.mark(target, lock)
     return target
