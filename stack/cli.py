@@ -17,7 +17,11 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def operator_project(settings: Settings) -> ComposeProject:
     return ComposeProject(
-        settings, settings.project_name, settings.secrets_dir, settings.egress_subnet
+        settings,
+        settings.project_name,
+        settings.secrets_dir,
+        settings.egress_subnet,
+        settings.gateway_port,
     )
 
 
@@ -44,7 +48,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     project = operator_project(settings)
     with step(f"stop compose project {project.name}"):
-        project.down()
+        project.down(remove_volumes=False)
     return 0
 
 
@@ -77,7 +81,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
         return infra.returncode
     finally:
         if not args.keep:
-            project.down()
+            project.down(remove_volumes=True)
 
 
 def cmd_controls(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ class ComposeProject:
     name: str
     secrets_dir: Path
     egress_subnet: IPv4Network
+    gateway_port: int
     overrides: Sequence[Path] = field(default=())
     seccomp_dir: Path | None = None
     """Where the seccomp profiles are read from; None: the repository's seccomp/ folder."""
@@ -27,6 +28,11 @@ class ComposeProject:
         """The proxy's allow-list for this project, rendered from settings on every `up`."""
         return self.settings.build_dir / "projects" / self.name / "egress-policy.conf"
 
+    @property
+    def gateway_env(self) -> Path:
+        """The gateway's settings for this project, rendered from settings on every `up`."""
+        return self.settings.build_dir / "projects" / self.name / "gateway.env"
+
     def environment(self) -> dict[str, str]:
         return {
             "PATH": SYSTEM_PATH,
@@ -35,13 +41,24 @@ class ComposeProject:
             "QCSTACK_SECCOMP_DIR": str(self.seccomp_dir or self.settings.seccomp_dir),
             "QCSTACK_EGRESS_SUBNET": str(self.egress_subnet),
             "QCSTACK_EGRESS_POLICY": str(self.egress_policy),
+            "QCSTACK_GATEWAY_ENV": str(self.gateway_env),
+            "QCSTACK_GATEWAY_PORT": str(self.gateway_port),
         }
 
-    def write_egress_policy(self) -> None:
-        text = render_policy(self.settings.egress_destinations, self.egress_subnet)
-        self.egress_policy.parent.mkdir(parents=True, exist_ok=True)
-        self.egress_policy.write_text(text, encoding="utf-8")
-        self.egress_policy.chmod(0o444)  # read by the proxy's uid; it holds no secret
+    def write_rendered_files(self) -> None:
+        """The files compose reads that settings decide; none holds a secret."""
+        rendered = {
+            self.egress_policy: render_policy(
+                self.settings.egress_destinations, self.egress_subnet
+            ),
+            self.gateway_env: "".join(
+                f"{name}={value}\n" for name, value in self.settings.gateway_environment().items()
+            ),
+        }
+        for path, text in rendered.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o444)  # the proxy reads its policy as its own uid
 
     def command(self, *args: str) -> list[str]:
         files = [self.settings.compose_file, *self.overrides]
@@ -67,7 +84,7 @@ class ComposeProject:
         return result.stdout or ""
 
     def up(self, *, wait_timeout: int | None = None) -> None:
-        self.write_egress_policy()
+        self.write_rendered_files()
         limit = ("--wait-timeout", str(wait_timeout)) if wait_timeout else ()
         self.run(
             "up",
@@ -79,11 +96,12 @@ class ComposeProject:
             timeout=None if wait_timeout is None else wait_timeout + 60,
         )
 
-    def down(self) -> None:
-        """Removes the project's containers, networks and volumes, leftovers included."""
-        if not self.egress_policy.exists():
-            self.write_egress_policy()  # compose reads every file it names, even to stop
-        self.run("down", "--volumes", "--remove-orphans", "--timeout", "5")
+    def down(self, *, remove_volumes: bool) -> None:
+        """Removes the project's containers and networks, leftovers included; its volumes (the
+        gateway's audit log, approvals, lockdown flag) only when asked."""
+        self.write_rendered_files()  # compose reads every file it names, even to stop
+        volumes = ("--volumes",) if remove_volumes else ()
+        self.run("down", *volumes, "--remove-orphans", "--timeout", "5")
 
     def logs(self) -> str:
         return self.run("logs", "--no-color", "--tail", "200", capture=True, check=False)

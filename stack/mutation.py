@@ -176,7 +176,7 @@ def check_control(settings: Settings, control: Control, base: str) -> MutationRe
     try:
         if control.weaken_image is not None:
             build_weakened_image(control, settings, base)
-        project.down()
+        project.down(remove_volumes=True)
         project.up()
         run(
             pytest_command(
@@ -197,4 +197,4 @@ def check_control(settings: Settings, control: Control, base: str) -> MutationRe
     except CommandError as error:
         return MutationResult(control.id, {}, {}, str(error).splitlines()[0])
     finally:
-        project.down()
+        project.down(remove_volumes=True)

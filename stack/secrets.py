@@ -1,28 +1,39 @@
-"""Checks and writes the credential files that compose hands to qc-mcp as Docker secrets."""
+"""Checks and writes the secret files that compose hands to the services as Docker secrets."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import sys
 from pathlib import Path
 
 from stack.process import CommandError
 
 APP_UID = 10001
+GATEWAY_UID = 10004
 SECRET_NAMES = ("qc_user_id", "qc_api_token")
 PROMPTS = {"qc_user_id": "QuantConnect user id", "qc_api_token": "QuantConnect API token"}
+GENERATED_SECRETS = ("gateway_token",)
+"""Secrets qcstack makes itself when they are missing: random, never asked for."""
+OWNERS = {"gateway_token": GATEWAY_UID}
+"""The uid that reads each secret; qc-mcp's (10001) for the rest."""
+# The API double (test stacks) runs as qc-mcp's user, so the test CA's files are its.
+
+
+def owner(name: str) -> int:
+    return OWNERS.get(name, APP_UID)
 
 
 def write_secret(directory: Path, name: str, value: str) -> None:
-    """Writes one secret readable by the server's user alone (SEC-02: 0400, owned by uid 10001)."""
+    """Writes one secret readable by its service's user alone (SEC-02: 0400, owned by its uid)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / name
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value.strip() + "\n")
-    os.chown(path, APP_UID, APP_UID)
+    os.chown(path, owner(name), owner(name))
 
 
 def missing_secrets(directory: Path) -> list[str]:
@@ -50,9 +61,13 @@ def ensure_secrets(directory: Path, *, interactive: bool) -> None:
             "missing credentials: " + ", ".join(missing) + f". Write each into {directory}/"
             " (one value per file), or run `bin/qcstack up` on a terminal to be asked for them"
         )
-    for name in SECRET_NAMES:
+    for name in GENERATED_SECRETS:
+        if not (directory / name).exists():
+            write_secret(directory, name, secrets.token_urlsafe(32))
+            print(f"qcstack: made a new {name} in {directory / name}", file=sys.stderr)
+    for name in (*SECRET_NAMES, *GENERATED_SECRETS):
         path = directory / name
         info = path.stat()
-        if info.st_uid != APP_UID or info.st_mode & 0o077:
-            os.chown(path, APP_UID, APP_UID)
+        if info.st_uid != owner(name) or info.st_mode & 0o077:
+            os.chown(path, owner(name), owner(name))
             path.chmod(0o400)

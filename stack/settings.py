@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from ipaddress import IPv4Network, ip_address
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,16 @@ class Settings(BaseSettings):
     test_egress_subnet: IPv4Network = IPv4Network("10.231.254.0/28")
     """The same for the test stacks, so tests can run beside the operator's stack."""
 
+    gateway_port: int = Field(default=8080, ge=1024, le=65535)
+    """The host port, on 127.0.0.1 only, where MCP clients reach the gateway."""
+
+    test_gateway_port: int = Field(default=18080, ge=1024, le=65535)
+    """The same for the test stacks, so tests can run beside the operator's stack."""
+
+    gateway: dict[str, Any] = {}
+    """The gateway's own settings by name (gateway/settings.py), e.g. {"profile": "paper"};
+    checked here, handed to the gateway container as QCSTACK_GATEWAY_* variables."""
+
     test_hosts: str = "local://"
     """testinfra host spec the infra suites run against (local:// or ssh://user@vm)."""
 
@@ -113,6 +124,27 @@ class Settings(BaseSettings):
                     "Pick a subnet outside 172.16.0.0/12 and 192.168.0.0/16"
                 )
         return value
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from gateway.settings import GatewaySettings
+
+        fixed = {"host", "port", "upstream_url", "state_dir", "token_file"} & set(value)
+        if fixed:
+            raise ValueError(f"{sorted(fixed)} are set by the compose file, not by settings")
+        try:
+            GatewaySettings(**value)
+        except ValidationError as error:
+            raise ValueError(f"gateway settings: {error}") from error
+        return value
+
+    def gateway_environment(self) -> dict[str, str]:
+        """The gateway's settings as the variables its container reads (JSON for non-strings)."""
+        return {
+            f"QCSTACK_GATEWAY_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
+            for name, v in sorted(self.gateway.items())
+        }
 
     @field_validator("ca_bundle", "build_dir", "secrets_dir")
     @classmethod

@@ -11,7 +11,7 @@ from stack.compose import ComposeProject
 from stack.secrets import write_secret
 from stack.settings import Settings
 from stack.testca import make_test_certificates
-from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID
+from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID, TEST_GATEWAY_TOKEN
 
 
 def test_secrets_dir(settings: Settings) -> Path:
@@ -24,6 +24,7 @@ def prepare_test_secrets(settings: Settings, directory: Path | None = None) -> P
     directory = directory or test_secrets_dir(settings)
     write_secret(directory, "qc_user_id", CANARY_USER_ID)
     write_secret(directory, "qc_api_token", CANARY_API_TOKEN)
+    write_secret(directory, "gateway_token", TEST_GATEWAY_TOKEN)
     make_test_certificates(directory)
     return directory
 
@@ -34,6 +35,7 @@ def test_project(
     overrides: Sequence[Path] = (),
     *,
     egress_subnet: IPv4Network | None = None,
+    gateway_port: int | None = None,
     secrets_dir: Path | None = None,
     seccomp_dir: Path | None = None,
 ) -> ComposeProject:
@@ -41,6 +43,8 @@ def test_project(
 
     egress_subnet: the egress network's subnet, settings.test_egress_subnet unless given; a
     stack that runs beside the test stack needs one of its own (compose refuses overlaps).
+    gateway_port: the gateway's loopback port, settings.test_gateway_port unless given (the
+    same: a stack beside the test stack needs its own).
     secrets_dir: where the canary secrets and test certificates are (prepare_test_secrets'
     folder unless given). seccomp_dir: where the services' profiles are read from.
     """
@@ -49,6 +53,7 @@ def test_project(
         name or settings.test_project_name,
         secrets_dir or test_secrets_dir(settings),
         egress_subnet or settings.test_egress_subnet,
+        gateway_port or settings.test_gateway_port,
         overrides=(settings.repo_root / "compose" / "test.yaml", *overrides),
         seccomp_dir=seccomp_dir,
     )
@@ -62,7 +67,7 @@ def remove_test_stacks(settings: Settings) -> None:
     """Downs the test stack and the mutation check's, which share the test egress subnet: a
     leftover of either (an interrupted run) would keep the other from starting."""
     for name in (settings.test_project_name, mutant_project_name(settings)):
-        test_project(settings, name).down()
+        test_project(settings, name).down(remove_volumes=True)
 
 
 def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:

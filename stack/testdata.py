@@ -2,3 +2,4 @@
 
 CANARY_USER_ID = "900417"
 CANARY_API_TOKEN = "qcstack-canary-token-7c1e5a93d2b84f06"  # noqa: S105 - a planted canary
+TEST_GATEWAY_TOKEN = "qcstack-test-gateway-token-3f9a61c0e27d"  # noqa: S105 - known to the tests

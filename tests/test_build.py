@@ -75,7 +75,7 @@ def staged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> tuple[
 
 
 def test_every_recipe_has_its_dockerfile_locks_tools_and_sources() -> None:
-    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy", "gateway"}
+    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy", "gateway", "gateway-relay"}
     for r in images.IMAGES:
         assert (REPO / "images" / r.name / "Dockerfile").is_file()
         for lock in (r.python_lock, r.deb_lock):
@@ -122,6 +122,21 @@ def test_server_and_proxy_contexts_stage_no_repository_sources(
         assert not any(k.startswith("src/") for k in files)
 
 
+def test_relay_context_is_two_static_binaries_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, files = staged(monkeypatch, tmp_path, "gateway-relay")
+    assert files == {"Dockerfile", "assemble_rootfs.py", "relay", "healthcheck"}
+
+
+def test_relay_image_is_from_scratch_non_root_with_the_relay_as_entry_point() -> None:
+    dockerfile = (REPO / "images" / "gateway-relay" / "Dockerfile").read_text()
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    assert final.startswith("\nFROM scratch\nCOPY relay healthcheck /usr/local/bin/\n")
+    assert "\nUSER 10005:10005\n" in final
+    assert final.rstrip().endswith('ENTRYPOINT ["/usr/local/bin/relay"]')
+
+
 def test_proxy_image_is_from_scratch_non_root_squid_in_the_foreground() -> None:
     dockerfile = (REPO / "images" / "egress-proxy" / "Dockerfile").read_text()
     final = dockerfile[dockerfile.rindex("\nFROM ") :]
@@ -166,6 +181,7 @@ def test_gateway_context_is_wheels_and_the_gateway_package(
         "install_python_root.sh",
         "requirements.txt",
         "wheels/pkg-1.0-py3-none-any.whl",
+        "healthcheck",
     }
     modules = {
         f"src/{p.relative_to(REPO).as_posix()}"
@@ -356,3 +372,10 @@ def test_cached_go_tool_is_reused_without_go(
     cached.unlink()
     with pytest.raises(CommandError, match="go is missing"):
         gotools.build_go_tool(settings, "healthcheck")
+
+
+@pytest.mark.parametrize("name", ["healthcheck", "relay"])
+def test_go_tool_passes_vet_and_its_own_tests(name: str) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # its Go cache: fast reruns
+    assert name in gotools.go_tools(settings)
+    gotools.check_go_tool(settings, name)

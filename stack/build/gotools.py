@@ -71,6 +71,31 @@ def find_go(want: tuple[int, int]) -> str:
     return go
 
 
+def go_environment(settings: Settings) -> dict[str, str]:
+    """Go's environment for the tools: pinned target, no network, caches under the build dir."""
+    cache = settings.build_dir / "go"
+    return {
+        **GO_ENVIRONMENT,
+        "PATH": SYSTEM_PATH,
+        "HOME": str(cache),
+        "GOCACHE": str(cache / "cache"),
+        "GOPATH": str(cache / "path"),
+    }
+
+
+def go_tools(settings: Settings) -> list[str]:
+    """The names of the Go tools under tools/."""
+    return sorted(p.parent.name for p in (settings.repo_root / "tools").glob("*/go.mod"))
+
+
+def check_go_tool(settings: Settings, name: str) -> None:
+    """Runs `go vet` and `go test` on tools/<name>; CommandError when either fails."""
+    source = tool_dir(settings, name)
+    go = find_go(pinned_go_version(source))
+    for args in (["vet", "./..."], ["test", "-count=1", "./..."]):
+        run([go, *args], cwd=source, env=go_environment(settings))
+
+
 def build_go_tool(settings: Settings, name: str) -> Path:
     """Returns the static binary of tools/<name>, building it only when its sources changed."""
     source = tool_dir(settings, name)
@@ -79,20 +104,13 @@ def build_go_tool(settings: Settings, name: str) -> Path:
     if binary.is_file():
         return binary
     go = find_go(pinned_go_version(source))
-    cache = settings.build_dir / "go"
     partial = binary.with_name(f".{name}.partial")
     binary.parent.mkdir(parents=True, exist_ok=True)
     with step(f"go build tools/{name} into {binary}"):
         run(
             [go, "build", *GO_BUILD_FLAGS, "-o", partial, "."],
             cwd=source,
-            env={
-                **GO_ENVIRONMENT,
-                "PATH": SYSTEM_PATH,
-                "HOME": str(cache),
-                "GOCACHE": str(cache / "cache"),
-                "GOPATH": str(cache / "path"),
-            },
+            env=go_environment(settings),
         )
     os.replace(partial, binary)
     for stale in binary.parent.parent.iterdir():

@@ -37,7 +37,10 @@ class ImageRecipe:
 IMAGES = (
     ImageRecipe(name="qc-mcp", python_lock="qc-mcp.txt"),
     ImageRecipe(name="egress-proxy", deb_lock="egress-proxy.debs", go_tools=("healthcheck",)),
-    ImageRecipe(name="gateway", python_lock="gateway.txt", sources=("gateway",)),
+    ImageRecipe(
+        name="gateway", python_lock="gateway.txt", go_tools=("healthcheck",), sources=("gateway",)
+    ),
+    ImageRecipe(name="gateway-relay", go_tools=("relay", "healthcheck")),
 )
 
 SOURCE_SKIPPED = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")

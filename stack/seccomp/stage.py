@@ -29,6 +29,7 @@ RECORD_PROJECT = "qcstack-record"  # every container, network and secret here li
 # (settings.egress_subnet, 10.231.253.0/28) is up: Docker refuses overlapping subnets. The
 # proxy's policy admits this subnet alone, as it does for the other stacks.
 RECORD_EGRESS_SUBNET = IPv4Network("10.231.252.0/28")
+RECORD_GATEWAY_PORT = 18090  # likewise beside the test stack's 18080 and the operator's 8080
 API_DOUBLE = "qc-api-double"  # compose/test.yaml's QuantConnect API double: not recorded
 WORKLOAD_UID = 10003  # the containers below: neither 10001 nor 10002, so bpftrace skips them
 CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
@@ -110,6 +111,7 @@ class Stage:
             self.settings,
             RECORD_PROJECT,
             egress_subnet=RECORD_EGRESS_SUBNET,
+            gateway_port=RECORD_GATEWAY_PORT,
             secrets_dir=self.secrets,
             seccomp_dir=self.profile_dir,
         )
@@ -186,7 +188,7 @@ class Stage:
             done = docker("logs", container)
             logs[name] = done.stdout + done.stderr
         self.remove_our_containers()  # attached to the outside network, which down removes
-        project.down()
+        project.down(remove_volumes=True)
         return logs
 
     def remove_our_containers(self) -> None:
@@ -197,4 +199,4 @@ class Stage:
     def remove_leftovers(self) -> None:
         """Starts clean: our compose project down, our named containers gone (only ours)."""
         self.remove_our_containers()
-        self.project().down()
+        self.project().down(remove_volumes=True)

@@ -1,0 +1,3 @@
+module qcstack/tools/relay
+
+go 1.26.0
