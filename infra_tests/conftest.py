@@ -107,6 +107,25 @@ def stack_container(docker: DockerHost, project: str, service: str) -> Container
     return Container(container_id, docker.inspect("container", container_id))
 
 
+class StackContainers:
+    """The stack's running containers by compose service, each inspected once, when first asked."""
+
+    def __init__(self, docker: DockerHost, project: str) -> None:
+        self.docker = docker
+        self.project = project
+        self.found: dict[str, Container] = {}
+
+    def __getitem__(self, service: str) -> Container:
+        if service not in self.found:
+            self.found[service] = stack_container(self.docker, self.project, service)
+        return self.found[service]
+
+
+@pytest.fixture(scope="session")
+def stack_containers(docker: DockerHost, project: str) -> StackContainers:
+    return StackContainers(docker, project)
+
+
 @pytest.fixture(scope="session")
 def qc_mcp(docker: DockerHost, project: str) -> Container:
     return stack_container(docker, project, "qc-mcp")
@@ -199,9 +218,24 @@ def qc_mcp_files(docker: DockerHost, qc_mcp: Container) -> list[TarEntry]:
     return image_files(docker, qc_mcp.attrs["Image"])
 
 
+class ImageFiles:
+    """The files of each service's image, listed once, when first asked."""
+
+    def __init__(self, docker: DockerHost, containers: StackContainers) -> None:
+        self.docker = docker
+        self.containers = containers
+        self.found: dict[str, list[TarEntry]] = {}
+
+    def __getitem__(self, service: str) -> list[TarEntry]:
+        if service not in self.found:
+            image = self.containers[service].attrs["Image"]
+            self.found[service] = image_files(self.docker, image)
+        return self.found[service]
+
+
 @pytest.fixture(scope="session")
-def egress_proxy_files(docker: DockerHost, egress_proxy: Container) -> list[TarEntry]:
-    return image_files(docker, egress_proxy.attrs["Image"])
+def side_files(docker: DockerHost, stack_containers: StackContainers) -> ImageFiles:
+    return ImageFiles(docker, stack_containers)
 
 
 @pytest.fixture(scope="session")

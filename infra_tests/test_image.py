@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from infra_tests.conftest import Container, TarEntry
+from infra_tests.conftest import Container, ImageFiles, StackContainers, TarEntry
 from infra_tests.dockerhost import DockerHost
+from infra_tests.services import SIDE_SERVICES
 from stack.settings import Settings
 
 APP_UID = 10001
@@ -76,10 +77,13 @@ def test_base_image_was_imported_from_debian_packages_not_pulled(
 
 
 # Each image: a locked input to tamper with, and how its build refuses the tampered copy.
-IMAGES = {
+# The relay has none: two static Go binaries built on the host from tools/ (IMG-01 still holds).
+TAMPERABLE = {
     "qc-mcp": ("wheels/httpx-*.whl", "DO NOT MATCH THE HASHES"),
     "egress-proxy": ("debs/squid_*.deb", "computed checksum did NOT match"),
+    "gateway": ("wheels/fastmcp_slim-*.whl", "DO NOT MATCH THE HASHES"),
 }
+IMAGES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay")
 
 
 def offline_build(
@@ -109,16 +113,24 @@ def test_image_build_needs_no_network(
 
 
 @pytest.mark.control("IMG-02", "config")
+@pytest.mark.parametrize(
+    ("service", "lock_name"), [("qc-mcp", "qc-mcp.txt"), ("gateway", "gateway.txt")]
+)
 def test_image_holds_exactly_the_locked_distributions(
-    qc_mcp_files: list[TarEntry], settings: Settings
+    qc_mcp_files: list[TarEntry],
+    side_files: ImageFiles,
+    settings: Settings,
+    service: str,
+    lock_name: str,
 ) -> None:
-    lock = settings.repo_root / "locks" / "qc-mcp.txt"
+    files = qc_mcp_files if service == "qc-mcp" else side_files[service]
+    lock = settings.repo_root / "locks" / lock_name
     for line in lock.read_text().splitlines():
         if re.match(r"^[A-Za-z0-9]", line):
             assert line.rstrip().endswith("\\"), f"{line!r} is not followed by --hash lines"
     assert "--hash=sha256:" in lock.read_text()
     installed = {}
-    for entry in qc_mcp_files:
+    for entry in files:
         match = re.search(r"/([^/]+)-([^-/]+)\.dist-info$", entry.path)
         if match:
             installed[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
@@ -126,7 +138,7 @@ def test_image_holds_exactly_the_locked_distributions(
 
 
 @pytest.mark.control("IMG-02", "behaviour")
-@pytest.mark.parametrize("image", sorted(IMAGES))
+@pytest.mark.parametrize("image", sorted(TAMPERABLE))
 def test_tampered_package_is_refused_by_the_build(
     docker: DockerHost, settings: Settings, is_local: bool, image: str
 ) -> None:
@@ -134,7 +146,7 @@ def test_tampered_package_is_refused_by_the_build(
     with tempfile.TemporaryDirectory(prefix="qcstack-tamper-") as tmp:
         context = Path(tmp) / "ctx"
         shutil.copytree(settings.build_dir / "context" / image, context)
-        pattern, refusal = IMAGES[image]
+        pattern, refusal = TAMPERABLE[image]
         package = next(context.glob(pattern))
         with package.open("ab") as handle:
             handle.write(b"\0attacker bytes")
@@ -234,36 +246,41 @@ def test_intruder_finds_no_setuid_binary_to_escalate_with(
     assert result.data == {"found": []}
 
 
-# The egress proxy: the same image controls, checked on its image and from outside its container.
-
-PROXY_UID = 10002
+# The other services: the same image controls, checked on their images and from outside.
 
 
 @pytest.mark.control("IMG-03", "config")
-def test_proxy_user_is_numeric_not_root_and_owns_nothing(
-    egress_proxy: Container, egress_proxy_files: list[TarEntry]
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_service_user_is_numeric_not_root_and_owns_nothing(
+    stack_containers: StackContainers, side_files: ImageFiles, service: str
 ) -> None:
-    assert egress_proxy.attrs["Config"]["User"] == f"{PROXY_UID}:{PROXY_UID}"
-    assert [e.path for e in egress_proxy_files if not e.owner.startswith("0/")] == []
+    expected = SIDE_SERVICES[service]
+    assert stack_containers[service].attrs["Config"]["User"] == f"{expected.uid}:{expected.uid}"
+    owned = [e.path for e in side_files[service] if not e.owner.startswith("0/")]
+    assert owned == list(expected.owned_paths)
 
 
 @pytest.mark.control("IMG-04", "config")
-def test_proxy_image_has_no_shell_package_manager_or_network_tool(
-    egress_proxy_files: list[TarEntry],
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_service_image_has_no_shell_package_manager_or_network_tool(
+    side_files: ImageFiles, service: str
 ) -> None:
-    assert [e.path for e in egress_proxy_files if e.path.rsplit("/", 1)[-1] in TOOLS] == []
+    assert [e.path for e in side_files[service] if e.path.rsplit("/", 1)[-1] in TOOLS] == []
 
 
 @pytest.mark.control("IMG-04", "behaviour")
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
 @pytest.mark.parametrize("shell", SHELLS)
-def test_intruder_cannot_start_a_shell_in_the_proxy(
-    docker: DockerHost, egress_proxy: Container, shell: str
+def test_intruder_cannot_start_a_shell_in_the_service(
+    docker: DockerHost, stack_containers: StackContainers, service: str, shell: str
 ) -> None:
-    result = docker.run("docker exec %s %s -c id", egress_proxy.id, shell)
+    result = docker.run("docker exec %s %s -c id", stack_containers[service].id, shell)
     assert result.rc != 0
     assert "no such file or directory" in (result.stdout + result.stderr).lower()
 
 
 @pytest.mark.control("IMG-05", "config")
-def test_proxy_image_has_no_setuid_or_setgid_files(egress_proxy_files: list[TarEntry]) -> None:
-    assert [e.path for e in egress_proxy_files if e.mode[3] in "sS" or e.mode[6] in "sS"] == []
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_service_image_has_no_setuid_or_setgid_files(side_files: ImageFiles, service: str) -> None:
+    files = side_files[service]
+    assert [e.path for e in files if e.mode[3] in "sS" or e.mode[6] in "sS"] == []

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import errno
 import json
+import textwrap
 from collections.abc import Iterator
 from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
 
-from infra_tests.conftest import Canary, Container, start_canary
-from infra_tests.dockerhost import DockerHost
+from infra_tests.conftest import Canary, Container, StackContainers, stack_network, start_canary
+from infra_tests.dockerhost import PROBE_PRELUDE, DockerHost
+from stack.settings import Settings
 
 SERVER_PORT = 8000
 CONNECT = """
@@ -44,8 +46,12 @@ UDP_SEND = (
 )
 
 
-def network_names(qc_mcp: Container) -> list[str]:
-    return sorted(qc_mcp.attrs["NetworkSettings"]["Networks"])
+CONFINED = ["qc-mcp", "gateway"]
+"""The services with no route out: qc-mcp, and the gateway that holds the brokerage secrets."""
+
+
+def network_names(container: Container) -> list[str]:
+    return sorted(container.attrs["NetworkSettings"]["Networks"])
 
 
 def ipv4_gateway(network: dict[str, Any]) -> str:
@@ -94,9 +100,65 @@ def published_udp_canary(
 
 
 @pytest.mark.control("NET-01", "config")
-def test_no_port_is_published(qc_mcp: Container) -> None:
-    assert not qc_mcp.host_config["PortBindings"]
-    assert not any(qc_mcp.attrs["NetworkSettings"]["Ports"].values() or [None])
+@pytest.mark.parametrize("service", ["qc-mcp", "gateway", "egress-proxy"])
+def test_no_port_is_published(stack_containers: StackContainers, service: str) -> None:
+    container = stack_containers[service]
+    assert not container.host_config["PortBindings"]
+    assert not any(container.attrs["NetworkSettings"]["Ports"].values() or [None])
+
+
+@pytest.mark.control("NET-01", "config")
+def test_relay_publishes_its_one_port_on_loopback_only(
+    stack_containers: StackContainers, settings: Settings
+) -> None:
+    bindings = stack_containers["gateway-relay"].host_config["PortBindings"]
+    assert bindings == {
+        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(settings.test_gateway_port)}]
+    }
+
+
+@pytest.mark.control("NET-01", "behaviour")
+def test_gateway_port_is_unreachable_on_the_hosts_other_addresses(
+    docker: DockerHost, settings: Settings
+) -> None:
+    port = settings.test_gateway_port
+    assert docker.connects("127.0.0.1", port), "the gateway's own port is not up"
+    addresses = docker.check("ip -o -4 addr show scope global").split()
+    others = [a.split("/")[0] for a in addresses if "/" in a and "." in a]
+    assert others, "the host has no other IPv4 address to try"
+    assert [a for a in others if docker.connects(a, port)] == []
+
+
+@pytest.mark.control("NET-02", "config")
+def test_relay_sits_between_the_host_and_the_gateway_only(
+    docker: DockerHost, stack_containers: StackContainers, project: str
+) -> None:
+    relay = stack_containers["gateway-relay"]
+    assert network_names(relay) == [stack_network(project, "door"), stack_network(project, "front")]
+    front = docker.inspect("network", stack_network(project, "front"))
+    assert front["Options"].get("com.docker.network.bridge.enable_ip_masquerade") == "false"
+    door = network_names(stack_containers["gateway"])
+    assert stack_network(project, "mcp") in door
+
+
+@pytest.mark.control("NET-02", "behaviour")
+def test_relay_cannot_reach_qc_mcp_around_the_gateway(
+    docker: DockerHost, stack_containers: StackContainers, project: str
+) -> None:
+    qc_mcp = stack_containers["qc-mcp"].attrs["NetworkSettings"]["Networks"]
+    address = qc_mcp[stack_network(project, "mcp")]["IPAddress"]
+    relay_pid = str(docker.main_pid(stack_containers["gateway-relay"].id))
+    # From inside the relay's network namespace (it has no interpreter to probe from).
+    result = docker.run(
+        "nsenter -t %s -n python3 -c %s %s %s",
+        relay_pid,
+        PROBE_PRELUDE + textwrap.dedent(CONNECT),
+        address,
+        str(SERVER_PORT),
+    )
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["connected"] is False
+    assert data["error"] in UNREACHABLE
 
 
 @pytest.mark.control("NET-01", "behaviour")
@@ -108,34 +170,45 @@ def test_host_cannot_call_the_unauthenticated_server_directly(
 
 
 @pytest.mark.control("NET-02", "config")
-def test_every_network_of_the_server_is_internal(docker: DockerHost, qc_mcp: Container) -> None:
-    for name in network_names(qc_mcp):
+@pytest.mark.parametrize("service", CONFINED)
+def test_every_network_of_the_service_is_internal(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    for name in network_names(stack_containers[service]):
         assert docker.inspect("network", name)["Internal"] is True, f"{name} has a route out"
 
 
 @pytest.mark.control("NET-02", "config")
-def test_no_network_of_the_server_has_ipv6(docker: DockerHost, qc_mcp: Container) -> None:
-    for name in network_names(qc_mcp):
+@pytest.mark.parametrize("service", CONFINED)
+def test_no_network_of_the_service_has_ipv6(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    for name in network_names(stack_containers[service]):
         assert docker.inspect("network", name)["EnableIPv6"] is False, f"{name} has IPv6"
 
 
 @pytest.mark.control("NET-02", "behaviour")
-def test_server_cannot_reach_a_canary_outside_the_stack_over_tcp(
-    docker: DockerHost, qc_mcp: Container, published_canary: Canary
+@pytest.mark.parametrize("service", CONFINED)
+def test_service_cannot_reach_a_canary_outside_the_stack_over_tcp(
+    docker: DockerHost, stack_containers: StackContainers, published_canary: Canary, service: str
 ) -> None:
     address, port = published_canary.address, published_canary.port
     assert docker.connects(address, port, wait_seconds=5), "the canary itself is not up"
-    result = docker.probe(qc_mcp.id, CONNECT, address, str(port))
+    result = docker.probe(stack_containers[service].id, CONNECT, address, str(port))
     assert result.data["connected"] is False
     assert result.data["error"] in UNREACHABLE
 
 
 @pytest.mark.control("NET-02", "behaviour")
-def test_server_cannot_reach_a_canary_outside_the_stack_over_udp(
-    docker: DockerHost, qc_mcp: Container, published_udp_canary: Canary
+@pytest.mark.parametrize("service", CONFINED)
+def test_service_cannot_reach_a_canary_outside_the_stack_over_udp(
+    docker: DockerHost,
+    stack_containers: StackContainers,
+    published_udp_canary: Canary,
+    service: str,
 ) -> None:
     canary = published_udp_canary
-    result = docker.probe(qc_mcp.id, UDP_SEND, canary.address, str(canary.port))
+    result = docker.probe(stack_containers[service].id, UDP_SEND, canary.address, str(canary.port))
     assert result.data["answered"] is False
     assert result.data["error"] in UNREACHABLE
 
@@ -159,17 +232,22 @@ def test_server_cannot_reach_a_canary_over_ipv6(
 
 
 @pytest.mark.control("NET-02", "behaviour")
-def test_server_cannot_reach_the_proxys_outside_network_directly(
-    docker: DockerHost, qc_mcp: Container, outside_canary: Canary
+@pytest.mark.parametrize("service", CONFINED)
+def test_service_cannot_reach_the_proxys_outside_network_directly(
+    docker: DockerHost, stack_containers: StackContainers, outside_canary: Canary, service: str
 ) -> None:
-    result = docker.probe(qc_mcp.id, CONNECT, outside_canary.address, str(outside_canary.port))
+    canary = outside_canary
+    result = docker.probe(stack_containers[service].id, CONNECT, canary.address, str(canary.port))
     assert result.data["connected"] is False
     assert result.data["error"] in UNREACHABLE
 
 
 @pytest.mark.control("NET-03", "config")
-def test_internal_network_has_no_address_on_the_host(docker: DockerHost, qc_mcp: Container) -> None:
-    for name in network_names(qc_mcp):
+@pytest.mark.parametrize("service", CONFINED)
+def test_internal_network_has_no_address_on_the_host(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    for name in network_names(stack_containers[service]):
         network = docker.inspect("network", name)
         assert network["Options"].get("com.docker.network.bridge.inhibit_ipv4") == "true"
         gateway = ipv4_gateway(network)
@@ -178,10 +256,12 @@ def test_internal_network_has_no_address_on_the_host(docker: DockerHost, qc_mcp:
 
 
 @pytest.mark.control("NET-03", "behaviour")
-def test_server_cannot_reach_services_on_the_docker_host(
-    docker: DockerHost, qc_mcp: Container, host_canary: int
+@pytest.mark.parametrize("service", CONFINED)
+def test_service_cannot_reach_services_on_the_docker_host(
+    docker: DockerHost, stack_containers: StackContainers, host_canary: int, service: str
 ) -> None:
-    for name in network_names(qc_mcp):
+    container = stack_containers[service]
+    for name in network_names(container):
         gateway = ipv4_gateway(docker.inspect("network", name))
-        result = docker.probe(qc_mcp.id, CONNECT, gateway, str(host_canary))
+        result = docker.probe(container.id, CONNECT, gateway, str(host_canary))
         assert result.data["connected"] is False, f"reached the host through {gateway} ({name})"

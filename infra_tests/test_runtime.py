@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra_tests.conftest import Container
+from infra_tests.conftest import Container, StackContainers
 from infra_tests.dockerhost import DockerHost
+from infra_tests.services import SIDE_SERVICES, Expected
 from stack.egress import HEALTHCHECK_COMMAND
 from stack.settings import Settings
 
@@ -638,67 +639,78 @@ def test_no_host_path_is_mounted_writable(docker: DockerHost, qc_mcp: Container)
     assert set(result.data["writable"]) <= {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
 
 
-# The egress proxy -----------------------------------------------------------------------------
-# The same controls as qc-mcp, sized for squid. Its image has no interpreter to probe from, so
-# its behaviour tests act from the Docker host on the running squid: through the container's
-# own mounts (/proc/<pid>/root) and the kernel's record of its process (/proc/<pid>/status).
+# The other services ---------------------------------------------------------------------------
+# The same controls as qc-mcp, sized for each (infra_tests/services.py). The proxy and the relay
+# have no interpreter to probe from, so these tests act from the Docker host on the running
+# process: through the container's own mounts (/proc/<pid>/root) and the kernel's record of its
+# process (/proc/<pid>/status).
 
-PROXY_TMPFS = "rw,noexec,nosuid,nodev,size=1m,uid=10002,gid=10002,mode=0700"
-PROXY_LOGS = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
+SIDE_LOGS = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
+
+
+def hardening_fields(expected: Expected) -> dict[str, tuple[str, object]]:
+    """Each docker-inspect HostConfig field with its expected value, by the control it proves."""
+    return {
+        "ReadonlyRootfs": ("RUN-01", True),
+        "Tmpfs": ("RUN-02", expected.tmpfs),
+        "IpcMode": ("RUN-02", "none"),
+        "CapDrop": ("RUN-03", ["ALL"]),
+        "CapAdd": ("RUN-03", None),
+        "Privileged": ("RUN-03", False),
+        "Memory": ("RUN-06", expected.memory),
+        "MemorySwap": ("RUN-06", expected.memory),
+        "NanoCpus": ("RUN-07", expected.nano_cpus),
+        "PidsLimit": ("RUN-08", expected.pids),
+        "Ulimits": ("RUN-09", [{"Name": "nofile", "Hard": 1024, "Soft": 1024}]),
+        "Init": ("RUN-10", True),
+        "LogConfig": ("RUN-12", SIDE_LOGS),
+    }
 
 
 @pytest.mark.parametrize(
-    ("field", "expected"),
+    ("service", "field", "expected"),
     [
-        pytest.param("ReadonlyRootfs", True, marks=pytest.mark.control("RUN-01", "config")),
         pytest.param(
-            "Tmpfs", {"/dev/shm": PROXY_TMPFS}, marks=pytest.mark.control("RUN-02", "config")
-        ),
-        pytest.param("IpcMode", "none", marks=pytest.mark.control("RUN-02", "config")),
-        pytest.param("CapDrop", ["ALL"], marks=pytest.mark.control("RUN-03", "config")),
-        pytest.param("CapAdd", None, marks=pytest.mark.control("RUN-03", "config")),
-        pytest.param("Privileged", False, marks=pytest.mark.control("RUN-03", "config")),
-        pytest.param("Memory", 128 * MiB, marks=pytest.mark.control("RUN-06", "config")),
-        pytest.param("MemorySwap", 128 * MiB, marks=pytest.mark.control("RUN-06", "config")),
-        pytest.param("NanoCpus", 500_000_000, marks=pytest.mark.control("RUN-07", "config")),
-        pytest.param("PidsLimit", 32, marks=pytest.mark.control("RUN-08", "config")),
-        pytest.param(
-            "Ulimits",
-            [{"Name": "nofile", "Hard": 1024, "Soft": 1024}],
-            marks=pytest.mark.control("RUN-09", "config"),
-        ),
-        pytest.param("Init", True, marks=pytest.mark.control("RUN-10", "config")),
-        pytest.param("LogConfig", PROXY_LOGS, marks=pytest.mark.control("RUN-12", "config")),
+            service,
+            field,
+            value,
+            marks=pytest.mark.control(control, "config"),
+            id=f"{service}-{field}",
+        )
+        for service, expected in SIDE_SERVICES.items()
+        for field, (control, value) in hardening_fields(expected).items()
     ],
 )
-def test_proxy_container_is_hardened_like_the_server(
-    egress_proxy: Container, field: str, expected: object
+def test_service_container_is_hardened_like_the_server(
+    stack_containers: StackContainers, service: str, field: str, expected: object
 ) -> None:
-    assert egress_proxy.host_config[field] == expected
+    assert stack_containers[service].host_config.get(field) == expected
 
 
 @pytest.mark.control("RUN-04", "config")
 @pytest.mark.control("RUN-05", "config")
-def test_proxy_runs_without_new_privileges_under_its_recorded_profile(
-    egress_proxy: Container, settings: Settings
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_service_runs_without_new_privileges_under_its_recorded_profile(
+    stack_containers: StackContainers, settings: Settings, service: str
 ) -> None:
-    options = egress_proxy.host_config["SecurityOpt"]
+    options = stack_containers[service].host_config["SecurityOpt"]
     assert "no-new-privileges:true" in options
     applied = [json.loads(o.removeprefix("seccomp=")) for o in options if o.startswith("seccomp=")]
-    expected = json.loads((settings.seccomp_dir / "egress-proxy.json").read_text())
+    expected = json.loads((settings.seccomp_dir / f"{service}.json").read_text())
     assert applied == [expected]
     assert expected["defaultAction"] == "SCMP_ACT_ERRNO"
 
 
 @pytest.mark.control("RUN-13", "config")
-def test_proxy_mounts_only_its_read_only_policy(egress_proxy: Container) -> None:
-    mounts = egress_proxy.attrs["Mounts"]
-    assert [(m["Destination"], m["Type"], m["RW"]) for m in mounts] == [
-        ("/etc/squid/policy.conf", "bind", False)
-    ]
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_service_mounts_only_what_it_needs(stack_containers: StackContainers, service: str) -> None:
+    mounts = stack_containers[service].attrs["Mounts"]
+    found = sorted((m["Destination"], m["Type"], m["RW"]) for m in mounts)
+    assert found == sorted(SIDE_SERVICES[service].mounts)
+    assert not any(m["Type"] == "bind" and m["RW"] for m in mounts)
 
 
-SQUID_STATUS = """
+PROCESS_STATUS = """
     fields = {}
     for line in open(f"/proc/{sys.argv[1]}/status"):
         key, _, value = line.partition(":")
@@ -707,53 +719,76 @@ SQUID_STATUS = """
 """
 
 
+def status_expectations(expected: Expected) -> dict[str, tuple[str, list[str]]]:
+    uid = str(expected.uid)
+    empty = ["0000000000000000"]
+    return {
+        "Uid": ("IMG-03", [uid] * 4),
+        "Gid": ("IMG-03", [uid] * 4),
+        **{cap: ("RUN-03", empty) for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+        "NoNewPrivs": ("RUN-04", ["1"]),
+        "Seccomp": ("RUN-05", ["2"]),
+    }
+
+
 @pytest.mark.parametrize(
-    ("field", "expected"),
+    ("service", "field", "expected"),
     [
-        pytest.param("Uid", ["10002"] * 4, marks=pytest.mark.control("IMG-03", "behaviour")),
-        pytest.param("Gid", ["10002"] * 4, marks=pytest.mark.control("IMG-03", "behaviour")),
-        *[
-            pytest.param(
-                cap, ["0000000000000000"], marks=pytest.mark.control("RUN-03", "behaviour")
-            )
-            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-        ],
-        pytest.param("NoNewPrivs", ["1"], marks=pytest.mark.control("RUN-04", "behaviour")),
-        pytest.param("Seccomp", ["2"], marks=pytest.mark.control("RUN-05", "behaviour")),
+        pytest.param(
+            service,
+            field,
+            value,
+            marks=pytest.mark.control(control, "behaviour"),
+            id=f"{service}-{field}",
+        )
+        for service, expected in SIDE_SERVICES.items()
+        for field, (control, value) in status_expectations(expected).items()
     ],
 )
-def test_squid_process_runs_confined(
-    docker: DockerHost, egress_proxy: Container, field: str, expected: list[str]
+def test_service_process_runs_confined(
+    docker: DockerHost,
+    stack_containers: StackContainers,
+    service: str,
+    field: str,
+    expected: list[str],
 ) -> None:
-    status = docker.host_probe(SQUID_STATUS, str(docker.main_pid(egress_proxy.id)))
-    assert status.data["Name"] == ["squid"], status.data.get("Name")
+    pid = docker.main_pid(stack_containers[service].id)
+    status = docker.host_probe(PROCESS_STATUS, str(pid))
+    assert status.data["Name"] == [SIDE_SERVICES[service].comm], status.data.get("Name")
     assert status.data[field] == expected
 
 
 @pytest.mark.control("RUN-01", "behaviour")
-@pytest.mark.parametrize("directory", ["/", "/etc/squid", "/usr/sbin", "/usr/local/bin"])
-def test_nothing_can_write_into_the_proxys_root_filesystem(
-    docker: DockerHost, egress_proxy: Container, directory: str
+@pytest.mark.parametrize(
+    ("service", "directory"),
+    [(service, d) for service, expected in SIDE_SERVICES.items() for d in expected.read_only_dirs],
+)
+def test_nothing_can_write_into_the_services_root_filesystem(
+    docker: DockerHost, stack_containers: StackContainers, service: str, directory: str
 ) -> None:
     # Even root on the host, reaching in through the container's own root: the mount is read-only.
-    root = f"/proc/{docker.main_pid(egress_proxy.id)}/root"
+    root = f"/proc/{docker.main_pid(stack_containers[service].id)}/root"
     attack = 'open(os.path.join(sys.argv[1] + sys.argv[2], "qcstack-probe"), "w").close()'
     assert docker.host_attempt(attack, root, directory) == errno.EROFS
 
 
 @pytest.mark.control("RUN-02", "behaviour")
-def test_binary_dropped_in_the_proxys_tmpfs_cannot_be_executed(
-    docker: DockerHost, egress_proxy: Container
+@pytest.mark.parametrize(
+    ("service", "directory"),
+    [(service, d) for service, expected in SIDE_SERVICES.items() for d in expected.tmpfs or {}],
+)
+def test_binary_dropped_in_a_services_tmpfs_cannot_be_executed(
+    docker: DockerHost, stack_containers: StackContainers, service: str, directory: str
 ) -> None:
     setup = """
         import shutil, subprocess
-        dropped = f"/proc/{sys.argv[1]}/root/dev/shm/dropped"
+        dropped = f"/proc/{sys.argv[1]}/root{sys.argv[2]}/dropped"
         shutil.copyfile("/bin/true", dropped)
         os.chmod(dropped, 0o755)
     """
     attack = "try:\n    subprocess.run([dropped], check=False)\nfinally:\n    os.unlink(dropped)"
-    pid = str(docker.main_pid(egress_proxy.id))
-    assert docker.host_attempt(attack, pid, setup=setup) == errno.EACCES
+    pid = str(docker.main_pid(stack_containers[service].id))
+    assert docker.host_attempt(attack, pid, directory, setup=setup) == errno.EACCES
 
 
 @pytest.mark.control("RUN-11", "config")
@@ -765,14 +800,30 @@ def test_proxy_health_check_proves_the_policy_is_loaded(
     assert docker.inspect("container", egress_proxy.id)["State"]["Health"]["Status"] == "healthy"
 
 
+@pytest.mark.control("RUN-11", "config")
+@pytest.mark.parametrize("service", ["gateway", "gateway-relay"])
+def test_gateway_health_check_asks_the_gateway_itself(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    # Through the relay the same request proves the whole path to the gateway.
+    container = stack_containers[service]
+    check = container.attrs["Config"]["Healthcheck"]["Test"]
+    assert check == ["CMD", "/usr/local/bin/healthcheck", "http://127.0.0.1:8080/healthz", "200"]
+    assert docker.inspect("container", container.id)["State"]["Health"]["Status"] == "healthy"
+
+
 @pytest.mark.control("RUN-11", "behaviour")
-def test_frozen_proxy_fails_its_health_check(docker: DockerHost, egress_proxy: Container) -> None:
-    check = egress_proxy.attrs["Config"]["Healthcheck"]["Test"]
-    pid = str(docker.main_pid(egress_proxy.id))
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
+def test_frozen_service_fails_its_health_check(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    container = stack_containers[service]
+    check = container.attrs["Config"]["Healthcheck"]["Test"]
+    pid = str(docker.main_pid(container.id))
     docker.check("kill -STOP %s", pid)
     try:
         frozen = docker.run(
-            "timeout 10 docker exec %s" + " %s" * (len(check) - 1), egress_proxy.id, *check[1:]
+            "timeout 10 docker exec %s" + " %s" * (len(check) - 1), container.id, *check[1:]
         )
     finally:
         docker.check("kill -CONT %s", pid)
