@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import sys
 from typing import Any
 
@@ -14,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.accesslog import AccessLog
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
+from gateway.inbound import RequestLimits
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
 from gateway.settings import GatewaySettings, SettingsError, read_secret
@@ -76,7 +79,17 @@ def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "lockdown": gate.lockdown.state().locked})
 
-    return proxy.http_app(path="/mcp", middleware=[StarletteMiddleware(BearerGuard, token=token)])
+    guards = [
+        StarletteMiddleware(AccessLog),
+        StarletteMiddleware(BearerGuard, token=token),  # nothing unauthenticated is read
+        StarletteMiddleware(
+            RequestLimits,
+            path="/mcp",
+            max_bytes=settings.max_request_bytes,
+            max_depth=settings.max_json_depth,
+        ),
+    ]
+    return proxy.http_app(path="/mcp", middleware=guards)
 
 
 def main() -> None:
@@ -87,4 +100,8 @@ def main() -> None:
     except (SettingsError, AuditError, ApprovalError, ValueError) as error:
         sys.exit(f"qcstack gateway: {error}")
     app = build_app(settings, gate, token)
-    uvicorn.run(app, host=settings.host, port=settings.port, ws="none", log_level="info")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    # uvicorn's access log prints query strings, where clients sometimes put tokens: ours doesn't.
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, ws="none", log_level="info", access_log=False
+    )

@@ -33,6 +33,10 @@ class GatewaySettings(BaseSettings):
     """For every tool without its own limit; stop and liquidate are never limited."""
     compute_budget: str = "30/3600"
     """All compute-spending tools together (compiles, backtests, optimizations, nodes)."""
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """The largest MCP request body accepted (project files travel in tool arguments)."""
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    """The deepest nesting of arrays and objects accepted in a request."""
 
     @field_validator("rate_limits")
     @classmethod

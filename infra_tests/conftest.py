@@ -13,6 +13,7 @@ import testinfra
 
 from infra_tests.dockerhost import DockerHost
 from stack.settings import Settings
+from stack.suites import test_secrets_dir
 
 PROBES = Path(__file__).parent / "probes"
 CANARY_IPV6_SUBNET = "fd0c:a7a1:5e57::/64"  # unique local addresses: nobody else's
@@ -173,6 +174,37 @@ def mcp_session(
         (PROBES / "mcp_client.py").read_text(),
         "http://qc-mcp:8000/mcp",
         json.dumps(calls),
+    )
+    data = json.loads(output.strip().splitlines()[-1])
+    return McpSession(data["tools"], {call["tool"]: call for call in data["calls"]})
+
+
+TOKEN_IN_CLIENT = "/run/secrets/gateway_token"  # noqa: S105 - a path, not a token
+
+
+def gateway_client_command(settings: Settings, image: str, *, name: str = "") -> str:
+    """`docker run` of an MCP client the way one on the Docker host would run: in the host's
+    network namespace, to the gateway's loopback port, reading the test bearer token from its
+    file (as the gateway's uid, the file's owner), so no test output ever shows it."""
+    token_file = test_secrets_dir(settings) / "gateway_token"
+    named = f"--name {name} " if name else ""
+    return (
+        f"docker run --rm {named}--network host --user 10004:10004 --read-only --cap-drop ALL "
+        f"--security-opt no-new-privileges -v {token_file}:{TOKEN_IN_CLIENT}:ro "
+        f"--entrypoint /usr/bin/python3 {image}"
+    )
+
+
+def gateway_session(
+    docker: DockerHost, settings: Settings, image: str, calls: list[tuple[str, dict[str, Any]]]
+) -> McpSession:
+    """Runs an MCP client through the gateway's loopback port with the test bearer token."""
+    output = docker.check(
+        gateway_client_command(settings, image) + " -c %s %s %s %s",
+        (PROBES / "mcp_client.py").read_text(),
+        f"http://127.0.0.1:{settings.test_gateway_port}/mcp",
+        json.dumps(calls),
+        TOKEN_IN_CLIENT,
     )
     data = json.loads(output.strip().splitlines()[-1])
     return McpSession(data["tools"], {call["tool"]: call for call in data["calls"]})

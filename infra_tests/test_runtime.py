@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
@@ -648,42 +650,56 @@ def test_no_host_path_is_mounted_writable(docker: DockerHost, qc_mcp: Container)
 SIDE_LOGS = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
 
 
-def hardening_fields(expected: Expected) -> dict[str, tuple[str, object]]:
-    """Each docker-inspect HostConfig field with its expected value, by the control it proves."""
-    return {
-        "ReadonlyRootfs": ("RUN-01", True),
-        "Tmpfs": ("RUN-02", expected.tmpfs),
-        "IpcMode": ("RUN-02", "none"),
-        "CapDrop": ("RUN-03", ["ALL"]),
-        "CapAdd": ("RUN-03", None),
-        "Privileged": ("RUN-03", False),
-        "Memory": ("RUN-06", expected.memory),
-        "MemorySwap": ("RUN-06", expected.memory),
-        "NanoCpus": ("RUN-07", expected.nano_cpus),
-        "PidsLimit": ("RUN-08", expected.pids),
-        "Ulimits": ("RUN-09", [{"Name": "nofile", "Hard": 1024, "Soft": 1024}]),
-        "Init": ("RUN-10", True),
-        "LogConfig": ("RUN-12", SIDE_LOGS),
-    }
+def same_for_all(value: object) -> Callable[[Expected], object]:
+    return lambda expected: value
 
 
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
 @pytest.mark.parametrize(
-    ("service", "field", "expected"),
+    ("field", "expected_value"),
     [
         pytest.param(
-            service,
-            field,
-            value,
-            marks=pytest.mark.control(control, "config"),
-            id=f"{service}-{field}",
-        )
-        for service, expected in SIDE_SERVICES.items()
-        for field, (control, value) in hardening_fields(expected).items()
+            "ReadonlyRootfs", same_for_all(True), marks=pytest.mark.control("RUN-01", "config")
+        ),
+        pytest.param("Tmpfs", attrgetter("tmpfs"), marks=pytest.mark.control("RUN-02", "config")),
+        pytest.param(
+            "IpcMode", same_for_all("none"), marks=pytest.mark.control("RUN-02", "config")
+        ),
+        pytest.param(
+            "CapDrop", same_for_all(["ALL"]), marks=pytest.mark.control("RUN-03", "config")
+        ),
+        pytest.param("CapAdd", same_for_all(None), marks=pytest.mark.control("RUN-03", "config")),
+        pytest.param(
+            "Privileged", same_for_all(False), marks=pytest.mark.control("RUN-03", "config")
+        ),
+        pytest.param("Memory", attrgetter("memory"), marks=pytest.mark.control("RUN-06", "config")),
+        pytest.param(
+            "MemorySwap", attrgetter("memory"), marks=pytest.mark.control("RUN-06", "config")
+        ),
+        pytest.param(
+            "NanoCpus", attrgetter("nano_cpus"), marks=pytest.mark.control("RUN-07", "config")
+        ),
+        pytest.param(
+            "PidsLimit", attrgetter("pids"), marks=pytest.mark.control("RUN-08", "config")
+        ),
+        pytest.param(
+            "Ulimits",
+            same_for_all([{"Name": "nofile", "Hard": 1024, "Soft": 1024}]),
+            marks=pytest.mark.control("RUN-09", "config"),
+        ),
+        pytest.param("Init", same_for_all(True), marks=pytest.mark.control("RUN-10", "config")),
+        pytest.param(
+            "LogConfig", same_for_all(SIDE_LOGS), marks=pytest.mark.control("RUN-12", "config")
+        ),
     ],
 )
 def test_service_container_is_hardened_like_the_server(
-    stack_containers: StackContainers, service: str, field: str, expected: object
+    stack_containers: StackContainers,
+    service: str,
+    field: str,
+    expected_value: Callable[[Expected], object],
 ) -> None:
+    expected = expected_value(SIDE_SERVICES[service])
     assert stack_containers[service].host_config.get(field) == expected
 
 
@@ -719,30 +735,30 @@ PROCESS_STATUS = """
 """
 
 
-def status_expectations(expected: Expected) -> dict[str, tuple[str, list[str]]]:
-    uid = str(expected.uid)
-    empty = ["0000000000000000"]
-    return {
-        "Uid": ("IMG-03", [uid] * 4),
-        "Gid": ("IMG-03", [uid] * 4),
-        **{cap: ("RUN-03", empty) for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
-        "NoNewPrivs": ("RUN-04", ["1"]),
-        "Seccomp": ("RUN-05", ["2"]),
-    }
+def own_ids(expected: Expected) -> list[str]:
+    return [str(expected.uid)] * 4
 
 
+NO_CAPABILITIES = same_for_all(["0000000000000000"])
+
+
+@pytest.mark.parametrize("service", sorted(SIDE_SERVICES))
 @pytest.mark.parametrize(
-    ("service", "field", "expected"),
+    ("field", "expected_value"),
     [
+        pytest.param("Uid", own_ids, marks=pytest.mark.control("IMG-03", "behaviour")),
+        pytest.param("Gid", own_ids, marks=pytest.mark.control("IMG-03", "behaviour")),
+        pytest.param("CapInh", NO_CAPABILITIES, marks=pytest.mark.control("RUN-03", "behaviour")),
+        pytest.param("CapPrm", NO_CAPABILITIES, marks=pytest.mark.control("RUN-03", "behaviour")),
+        pytest.param("CapEff", NO_CAPABILITIES, marks=pytest.mark.control("RUN-03", "behaviour")),
+        pytest.param("CapBnd", NO_CAPABILITIES, marks=pytest.mark.control("RUN-03", "behaviour")),
+        pytest.param("CapAmb", NO_CAPABILITIES, marks=pytest.mark.control("RUN-03", "behaviour")),
         pytest.param(
-            service,
-            field,
-            value,
-            marks=pytest.mark.control(control, "behaviour"),
-            id=f"{service}-{field}",
-        )
-        for service, expected in SIDE_SERVICES.items()
-        for field, (control, value) in status_expectations(expected).items()
+            "NoNewPrivs", same_for_all(["1"]), marks=pytest.mark.control("RUN-04", "behaviour")
+        ),
+        pytest.param(
+            "Seccomp", same_for_all(["2"]), marks=pytest.mark.control("RUN-05", "behaviour")
+        ),
     ],
 )
 def test_service_process_runs_confined(
@@ -750,12 +766,12 @@ def test_service_process_runs_confined(
     stack_containers: StackContainers,
     service: str,
     field: str,
-    expected: list[str],
+    expected_value: Callable[[Expected], object],
 ) -> None:
     pid = docker.main_pid(stack_containers[service].id)
     status = docker.host_probe(PROCESS_STATUS, str(pid))
     assert status.data["Name"] == [SIDE_SERVICES[service].comm], status.data.get("Name")
-    assert status.data[field] == expected
+    assert status.data[field] == expected_value(SIDE_SERVICES[service])
 
 
 @pytest.mark.control("RUN-01", "behaviour")

@@ -9,9 +9,10 @@ import pytest
 
 from infra_tests.conftest import Container, McpSession, double_records
 from infra_tests.dockerhost import DockerHost
-from stack.testdata import CANARY_API_TOKEN
+from stack.testdata import CANARY_API_TOKEN, TEST_GATEWAY_TOKEN
 
-STACK_SERVICES = ("qc-mcp", "egress-proxy", "qc-api-double")
+STACK_SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "qc-api-double")
+KNOWN_SECRETS = {"qc-api-token": CANARY_API_TOKEN, "gateway-token": TEST_GATEWAY_TOKEN}
 WRITE_FILE = (
     "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o444)"
 )
@@ -41,11 +42,12 @@ def test_credentials_are_mounted_as_secrets_not_set_as_environment(qc_mcp: Conta
 @pytest.mark.usefixtures("canary_planted", "tool_calls")
 @pytest.mark.control("SEC-01", "behaviour")
 @pytest.mark.parametrize("service", STACK_SERVICES)
+@pytest.mark.parametrize("secret", sorted(KNOWN_SECRETS))
 def test_docker_inspect_does_not_reveal_the_token(
-    docker: DockerHost, project: str, service: str
+    docker: DockerHost, project: str, service: str, secret: str
 ) -> None:
     container = docker.container_id(project, service)
-    assert CANARY_API_TOKEN not in docker.check("docker inspect %s", container)
+    assert KNOWN_SECRETS[secret] not in docker.check("docker inspect %s", container)
 
 
 @pytest.mark.usefixtures("canary_planted")
@@ -75,12 +77,29 @@ def test_no_process_environment_holds_the_token(docker: DockerHost, qc_mcp: Cont
 @pytest.mark.usefixtures("canary_planted", "tool_calls")
 @pytest.mark.control("SEC-01", "behaviour")
 @pytest.mark.parametrize("service", STACK_SERVICES)
+@pytest.mark.parametrize("secret", sorted(KNOWN_SECRETS))
 def test_container_logs_do_not_reveal_the_token(
-    docker: DockerHost, project: str, service: str
+    docker: DockerHost, project: str, service: str, secret: str
 ) -> None:
     # The proxy's log is its access log: every request, so every tunnel qc-mcp opened.
     logs = docker.run("docker logs %s", docker.container_id(project, service))
-    assert CANARY_API_TOKEN not in logs.stdout + logs.stderr
+    assert KNOWN_SECRETS[secret] not in logs.stdout + logs.stderr
+
+
+@pytest.mark.usefixtures("canary_planted", "tool_calls")
+@pytest.mark.control("SEC-01", "behaviour")
+@pytest.mark.parametrize("secret", sorted(KNOWN_SECRETS))
+def test_gateway_audit_log_does_not_reveal_the_token(
+    docker: DockerHost, project: str, secret: str
+) -> None:
+    gateway = docker.container_id(project, "gateway")
+    audit = docker.check(
+        "docker exec %s /usr/bin/python3 -c %s",
+        gateway,
+        "print(open('/var/lib/qcstack-gateway/audit.jsonl').read())",
+    )
+    assert audit.strip(), "the audit log is empty: nothing was checked"
+    assert KNOWN_SECRETS[secret] not in audit
 
 
 @pytest.mark.usefixtures("canary_planted")

@@ -26,6 +26,15 @@ THREATS = MappingProxyType(
             "Erratic or runaway behaviour that is not contained: resource exhaustion, hung or "
             "crashed server going unnoticed (MAESTRO L5)"
         ),
+        "tool-misuse": (
+            "Tool misuse: the agent, possibly steered by prompt injection, deploys or changes live "
+            "trading, or spends compute, without a person deciding it (MAESTRO L3, the threat "
+            "model's primary agentic threat)"
+        ),
+        "repudiation": (
+            "Untraceable actions: nobody can tell afterwards which calls the agent made, which "
+            "were approved and by whom, or whether the record was altered (MAESTRO L5/L6)"
+        ),
         "supply-chain": (
             "Tampered build inputs: a swapped base image or wheel brings attacker code into the "
             "server's container (MAESTRO L4)"
@@ -78,9 +87,56 @@ def _qc_mcp(**service: Any) -> dict[str, Any]:
     return {"services": {"qc-mcp": service}}
 
 
+HARDENED_SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay")
+
+
 def _hardened_services(**service: Any) -> dict[str, Any]:
-    """The same override of qc-mcp and the egress proxy: the control switched off in both."""
-    return {"services": {"qc-mcp": service, "egress-proxy": service}}
+    """The same override of every service of the stack: the control switched off in all."""
+    return {"services": dict.fromkeys(HARDENED_SERVICES, service)}
+
+
+def _gateway(**service: Any) -> dict[str, Any]:
+    """An override of the gateway service alone."""
+    return {"services": {"gateway": service}}
+
+
+def _patched_gateway() -> dict[str, Any]:
+    """The gateway started through {mutation_dir}/gateway.py, which patches its code first."""
+    return {
+        **_gateway(
+            entrypoint=["/usr/bin/python3", "/mutant/gateway.py"],
+            configs=[{"source": "gateway_mutant", "target": "/mutant/gateway.py"}],
+        ),
+        "configs": {"gateway_mutant": {"file": "{mutation_dir}/gateway.py"}},
+    }
+
+
+_PATCHED_GATEWAY = """\
+import sys
+
+sys.path.insert(0, "/app")
+{patch}
+from gateway.server import main
+
+main()
+"""
+_WITHOUT_BEARER_GUARD = """\
+from gateway import server
+
+
+async def let_everyone_in(self, scope, receive, send):
+    await self.app(scope, receive, send)
+
+
+server.BearerGuard.__call__ = let_everyone_in
+"""
+_WITHOUT_TOOL_POLICY = """\
+from gateway import middleware
+from gateway.policy import Decision, Verdict
+
+middleware.listed = lambda tool, profile: True
+middleware.decide = lambda tool, arguments, profile, **_: Decision(Verdict.ALLOW, "mutant")
+"""
 
 
 def _internal_networks(**network: Any) -> dict[str, Any]:
@@ -361,6 +417,85 @@ CONTROLS: tuple[Control, ...] = (
         (),
         disable=_egress_policy(),
         disable_files={"policy.conf": "{policy_for_any_client}"},
+    ),
+)
+
+CONTROLS += (
+    Control(
+        "GW-01",
+        "The gateway is the only door: bearer token on every MCP request, compared in constant "
+        "time",
+        "tool-misuse",
+        "gateway/server.py (BearerGuard); compose/compose.yaml (gateway_token secret, relay)",
+        "anything on the host other than the configured MCP client calling tools",
+        (),
+        # There is no setting that turns the guard off; the mutant patches it out of the code.
+        disable=_patched_gateway(),
+        disable_files={"gateway.py": _PATCHED_GATEWAY.format(patch=_WITHOUT_BEARER_GUARD)},
+    ),
+    Control(
+        "GW-02",
+        "Tools allowed by profile and classified by name; unknown tools denied",
+        "tool-misuse",
+        "gateway/tools.py, gateway/policy.py; settings gateway.profile",
+        "an agent calling live-trading or other tools its profile does not grant, or tools a "
+        "new upstream version adds before anyone classified them",
+        (),
+        disable=_patched_gateway(),
+        disable_files={"gateway.py": _PATCHED_GATEWAY.format(patch=_WITHOUT_TOOL_POLICY)},
+    ),
+    Control(
+        "GW-03",
+        "Live-trading calls wait for a person's approval of that exact call",
+        "tool-misuse",
+        "gateway/approvals.py, gateway/middleware.py, the approval page and `qcstack approvals`",
+        "an agent deploying or changing live trading on its own, or reusing an approval for a "
+        "changed call",
+        (),
+    ),
+    Control(
+        "GW-05",
+        "Kill switch: lockdown lets only reads, stop and liquidate through, and survives restarts",
+        "runaway-behaviour",
+        "gateway/lockdown.py (flag on the state volume); `qcstack lockdown`",
+        "a misbehaving agent going on trading after an operator or a detector pulled the switch",
+        (),
+    ),
+    Control(
+        "GW-06",
+        "Per-tool rate limits and a compute budget",
+        "runaway-behaviour",
+        "gateway/limits.py; settings gateway.rate_limits, default_rate_limit, compute_budget",
+        "a runaway agent flooding QuantConnect or burning compute credit",
+        (),
+        disable=_gateway(
+            environment={
+                "QCSTACK_GATEWAY_RATE_LIMITS": "{}",
+                "QCSTACK_GATEWAY_DEFAULT_RATE_LIMIT": "1000000/1",
+                "QCSTACK_GATEWAY_COMPUTE_BUDGET": "1000000/1",
+            }
+        ),
+    ),
+    Control(
+        "GW-07",
+        "Hash-chained audit log of every call, on disk before the call proceeds, on a volume",
+        "repudiation",
+        "gateway/audit.py (chain, O_APPEND + fsync); compose/compose.yaml (gateway_state)",
+        "calls that leave no trace, and edits, deletions or reordering of the record",
+        (),
+        # The state in a tmpfs instead: the gateway still starts, and loses it all on restart.
+        disable=_gateway(
+            volumes=Override([]),
+            tmpfs=["/var/lib/qcstack-gateway:rw,noexec,nosuid,nodev,uid=10004,gid=10004,mode=0700"],
+        ),
+    ),
+    Control(
+        "GW-08",
+        "Malformed or hostile requests get clear errors and the gateway stays up",
+        "runaway-behaviour",
+        "gateway/server.py (body limit, content-type and JSON-RPC checks)",
+        "crashing or wedging the one door with bad JSON, huge or deeply nested bodies",
+        (),
     ),
 )
 

@@ -100,3 +100,27 @@ def test_bad_gateway_setting_is_refused_naming_it(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
         GatewaySettings()
+
+
+async def test_access_log_never_records_the_query_string(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.accesslog import AccessLog
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "query_string": b"token=secret-in-the-url",
+        "headers": [(b"authorization", b"Bearer secret-in-a-header")],
+        "client": ("10.0.0.7", 5000),
+    }
+    with caplog.at_level("INFO", logger="qcstack.gateway.http"):
+        await AccessLog(inner_app)(scope, receive, send)
+    assert caplog.messages == ["POST /mcp 200 from 10.0.0.7"]

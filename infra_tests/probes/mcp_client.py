@@ -1,17 +1,21 @@
-"""Probe run in a client container on the stack's `mcp` network: lists qc-mcp's tools and calls
-the ones named in argv[2] (a JSON list of [name, arguments]); prints one JSON line."""
+"""Probe run in a client container of the tests: lists the MCP server's tools at argv[1] and calls
+the ones named in argv[2] (a JSON list of [name, arguments]), with the bearer token in the file
+argv[3] if given (never on the command line, which test output would show); prints one JSON
+line."""
 
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
 
-async def session(url: str, calls: list[list[object]]) -> dict[str, object]:
+async def session(url: str, calls: list[list[object]], token: str) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        streamablehttp_client(url) as (read, write, _),
+        streamablehttp_client(url, headers=headers) as (read, write, _),
         ClientSession(read, write) as client,
     ):
         await client.initialize()
@@ -25,4 +29,5 @@ async def session(url: str, calls: list[list[object]]) -> dict[str, object]:
 
 
 calls = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
-print(json.dumps(asyncio.run(session(sys.argv[1], calls))))
+token = Path(sys.argv[3]).read_text().strip() if len(sys.argv) > 3 else ""
+print(json.dumps(asyncio.run(session(sys.argv[1], calls, token))))
