@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,12 +12,14 @@ import mcp_types as mt
 from fastmcp.exceptions import ToolError
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
+from mcp_types import TextContent
 
 from gateway.approvals import ApprovalError, ApprovalState, ApprovalStore
 from gateway.audit import AuditError, AuditLog
+from gateway.brokerages import BrokerageStore
 from gateway.limits import Limiter
 from gateway.lockdown import Lockdown
-from gateway.policy import Profile, Verdict, decide, listed
+from gateway.policy import Decision, Profile, Verdict, decide, listed
 from gateway.redact import redact
 from gateway.tools import kind_of
 
@@ -35,6 +38,7 @@ class Gate:
     held_tools: frozenset[str] = frozenset()
     approval_wait_seconds: float = 900.0
     limiter: Limiter = field(default_factory=Limiter)
+    brokerages: BrokerageStore = field(default_factory=BrokerageStore)
 
 
 class PolicyMiddleware(Middleware):
@@ -65,6 +69,9 @@ class PolicyMiddleware(Middleware):
             held_tools=self.gate.held_tools,
             lockdown=lockdown.locked,
         )
+        refusal = self.gate.brokerages.refusal(tool, arguments)
+        if decision.verdict is not Verdict.DENY and refusal is not None:
+            decision = Decision(Verdict.DENY, refusal)
         await self._audit({**call, "event": str(decision.verdict), "reason": decision.reason})
         if decision.verdict is Verdict.DENY:
             raise ToolError(PREFIX + decision.reason)
@@ -75,16 +82,35 @@ class PolicyMiddleware(Middleware):
             raise ToolError(PREFIX + limited)
         if decision.verdict is Verdict.HOLD:
             await self._wait_for_approval(tool, arguments, call)
+        filled = self.gate.brokerages.fill(tool, arguments)
+        if filled != arguments:
+            context = context.copy(message=context.message.model_copy(update={"arguments": filled}))
         try:
-            result = await call_next(context)
+            result = self._scrubbed(await call_next(context))
         except ToolError as error:
-            await self._audit({**call, "event": "failed", "error": str(error)[:500]})
-            raise
+            message = self.gate.brokerages.scrub(str(error))
+            await self._audit({**call, "event": "failed", "error": message[:500]})
+            raise ToolError(message) from None
         except Exception as error:
             await self._audit({**call, "event": "failed", "error": type(error).__name__})
             raise ToolError(PREFIX + f"{tool} failed before an answer came back") from None
         await self._audit({**call, "event": "completed", "is_error": _is_error(result)})
         return result
+
+    def _scrubbed(self, result: ToolResult) -> ToolResult:
+        """The upstream's answer without any stored brokerage secret (errors may echo input)."""
+        structured = json.dumps(result.structured_content, default=str)
+        text = _text(result)
+        scrub = self.gate.brokerages.scrub
+        if scrub(text) == text and scrub(structured) == structured:
+            return result
+        return ToolResult(
+            content=[TextContent(type="text", text=scrub(text))],
+            structured_content=None
+            if result.structured_content is None
+            else json.loads(scrub(structured)),
+            is_error=_is_error(result),
+        )
 
     async def _wait_for_approval(
         self, tool: str, arguments: Mapping[str, Any], call: Mapping[str, Any]
@@ -134,6 +160,10 @@ def _ids(context: MiddlewareContext[Any]) -> dict[str, Any]:
         "session": fastmcp_context.session_id,
         "request": fastmcp_context.request_id,
     }
+
+
+def _text(result: ToolResult) -> str:
+    return " ".join(getattr(content, "text", "") for content in result.content)
 
 
 def _is_error(result: ToolResult) -> bool:

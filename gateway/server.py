@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.accesslog import AccessLog
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
+from gateway.brokerages import BrokerageError, BrokerageStore
 from gateway.inbound import RequestLimits
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
@@ -58,6 +59,7 @@ def build_gate(settings: GatewaySettings) -> Gate:
         held_tools=frozenset(settings.held_tools),
         approval_wait_seconds=settings.approval_wait_seconds,
         limiter=settings.limiter(),
+        brokerages=BrokerageStore.load(settings.brokerages_file),
     )
 
 
@@ -97,7 +99,7 @@ def main() -> None:
         settings = GatewaySettings()
         token = read_secret(settings.token_file, "the gateway's bearer token")
         gate = build_gate(settings)
-    except (SettingsError, AuditError, ApprovalError, ValueError) as error:
+    except (SettingsError, AuditError, ApprovalError, BrokerageError, ValueError) as error:
         sys.exit(f"qcstack gateway: {error}")
     app = build_app(settings, gate, token)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")

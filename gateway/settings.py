@@ -27,6 +27,8 @@ class GatewaySettings(BaseSettings):
     """The volume with the audit log, the approvals and the lockdown flag."""
     token_file: Path = Path("/run/secrets/gateway_token")
     """The bearer token MCP clients present."""
+    brokerages_file: Path = Path("/run/secrets/gateway_brokerages")
+    """The operator's brokerage configurations (gateway/brokerages.py); none when absent."""
     rate_limits: dict[str, str] = {}
     """Per-tool limits as calls/seconds, e.g. {"create_project": "10/60"}."""
     default_rate_limit: str = "120/60"

@@ -15,6 +15,7 @@ from fastmcp.server import create_proxy
 
 from gateway.approvals import ApprovalState, ApprovalStore
 from gateway.audit import AuditLog, verify
+from gateway.brokerages import CONFIGURATION_KEY, BrokerageStore
 from gateway.limits import Limiter, RateLimit
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
@@ -22,7 +23,12 @@ from gateway.policy import Profile
 
 SECRET = "canary-brokerage-password-31337"  # noqa: S105 -- a canary, searched for
 pytestmark = pytest.mark.anyio
-DEPLOY = {"model": {"projectId": 1, "brokerage": {"id": "IB", "ib-password": SECRET}}}
+BROKERAGES = BrokerageStore(
+    {"ib-main": {"id": "IB", "ib-user-name": "trader-one", "ib-password": SECRET}}
+)
+DEPLOY = {"model": {"projectId": 1, "brokerage": {"id": "IB", CONFIGURATION_KEY: "ib-main"}}}
+DEPLOY_WITH_PASSWORD = {"model": {"projectId": 1, "brokerage": {"id": "IB", "ib-password": SECRET}}}
+RECEIVED: list[dict[str, Any]] = []  # what the test upstream was called with
 
 
 def upstream_with_qc_mcp_tool_names() -> FastMCP:
@@ -32,6 +38,7 @@ def upstream_with_qc_mcp_tool_names() -> FastMCP:
                  "stop_live_algorithm", "tool_from_a_newer_server"):  # fmt: skip
 
         def tool(model: dict[str, Any] | None = None, _name: str = name) -> dict[str, Any]:
+            RECEIVED.append({"tool": _name, "model": model})
             return {"tool": _name, "model": model}
 
         upstream.tool(tool, name=name)
@@ -51,6 +58,7 @@ def gate(tmp_path: Path) -> Gate:
         approvals=ApprovalStore(tmp_path / "approvals", ttl_seconds=60),
         lockdown=Lockdown(tmp_path / "lockdown.json"),
         approval_wait_seconds=5,
+        brokerages=BROKERAGES,
     )
 
 
@@ -122,6 +130,48 @@ async def test_brokerage_secret_never_reaches_the_audit_log(
 ) -> None:
     object.__setattr__(gate, "approval_wait_seconds", 0.3)
     await call(client, "create_live_algorithm", DEPLOY)
+    assert SECRET not in gate.audit.path.read_text()
+
+
+async def test_agent_sending_brokerage_credentials_itself_is_refused(
+    client: Client[Any], gate: Gate
+) -> None:
+    result = await call(client, "create_live_algorithm", DEPLOY_WITH_PASSWORD)
+    assert result.is_error and "come from the gateway's store" in result.content[0].text
+    assert SECRET not in result.content[0].text
+    assert gate.approvals.all() == []  # refused before anyone is asked
+    assert SECRET not in gate.audit.path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("brokerage", "refusal"),
+    [
+        ({"id": "IB", CONFIGURATION_KEY: "someone-elses"}, "no configuration named"),
+        ({"id": "Tradier", CONFIGURATION_KEY: "ib-main"}, "is for IB"),
+    ],
+)
+async def test_deploy_naming_a_wrong_configuration_is_refused(
+    client: Client[Any], brokerage: dict[str, Any], refusal: str
+) -> None:
+    result = await call(client, "create_live_algorithm", {"model": {"brokerage": brokerage}})
+    assert result.is_error and refusal in result.content[0].text
+
+
+async def test_approved_deploy_gets_the_stored_credentials_and_the_answer_is_scrubbed(
+    client: Client[Any], gate: Gate
+) -> None:
+    RECEIVED.clear()
+    pending = asyncio.create_task(call(client, "create_live_algorithm", DEPLOY))
+    while not gate.approvals.all():
+        await asyncio.sleep(0.05)
+    gate.approvals.approve(gate.approvals.all()[0].id, "alice")
+    result = await asyncio.wait_for(pending, 10)
+    sent = RECEIVED[-1]["model"]["brokerage"]
+    assert sent == {"id": "IB", "ib-user-name": "trader-one", "ib-password": SECRET}
+    answer = json.dumps([c.model_dump() for c in result.content]) + json.dumps(
+        result.structured_content
+    )
+    assert SECRET not in answer and "[redacted]" in answer
     assert SECRET not in gate.audit.path.read_text()
 
 
