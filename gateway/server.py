@@ -1,4 +1,5 @@
-"""Builds and runs the gateway: bearer-token auth in front of the policy proxy to qc-mcp."""
+"""Builds and runs the gateway: bearer-token auth in front of the policy proxy to qc-mcp, and the
+admin pages and API under /admin with credentials of their own."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from fastmcp.server.providers.proxy import ProxyClient
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.admin.app import Admin, build_admin_app
+from gateway.admin.sessions import Sessions
+from gateway.admin.statistics import NoStatistics, StatisticsProvider
+from gateway.admins import AdminAccess, load_admin_access
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
 from gateway.lockdown import Lockdown
@@ -21,17 +27,25 @@ from gateway.middleware import Gate, PolicyMiddleware
 from gateway.settings import GatewaySettings, SettingsError, read_secret
 
 OPEN_PATHS = frozenset({"/healthz"})
+ADMIN_PREFIX = "/admin"
+"""The admin app's own paths: it checks admin credentials, and never the bearer token."""
+
+
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 class BearerGuard:
-    """Every HTTP request but the health check needs `Authorization: Bearer <token>`."""
+    """Every HTTP request but the health check and the admin app needs `Authorization: Bearer
+    <token>`."""
 
     def __init__(self, app: ASGIApp, token: bytes) -> None:
         self.app = app
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in OPEN_PATHS and not is_admin_path(path):
             header = dict(scope["headers"]).get(b"authorization", b"")
             given = header[7:] if header[:7].lower() == b"bearer " else b""
             if not hmac.compare_digest(given, self.token):
@@ -58,7 +72,15 @@ def build_gate(settings: GatewaySettings) -> Gate:
     )
 
 
-def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
+def build_app(
+    settings: GatewaySettings,
+    gate: Gate,
+    token: bytes,
+    access: AdminAccess,
+    statistics: StatisticsProvider | None = None,
+) -> Any:
+    """The gateway's ASGI app. statistics: what shows a project's latest backtest on the
+    approval page (see gateway.admin.statistics); none: the page says it is not available."""
     upstream: ProxyClient[Any] = ProxyClient(
         settings.upstream_url,
         mode="legacy",  # qc-mcp is an mcp 1.x server
@@ -76,15 +98,24 @@ def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "lockdown": gate.lockdown.state().locked})
 
-    return proxy.http_app(path="/mcp", middleware=[StarletteMiddleware(BearerGuard, token=token)])
+    app = proxy.http_app(path="/mcp", middleware=[StarletteMiddleware(BearerGuard, token=token)])
+    admin = Admin(
+        gate=gate,
+        access=access,
+        sessions=Sessions(settings.admin_session_seconds),
+        statistics=statistics or NoStatistics(),
+    )
+    app.router.routes.append(Mount(ADMIN_PREFIX, build_admin_app(admin, settings.admin_hosts)))
+    return app
 
 
 def main() -> None:
     try:
         settings = GatewaySettings()
         token = read_secret(settings.token_file, "the gateway's bearer token")
+        access = load_admin_access(settings, token)
         gate = build_gate(settings)
     except (SettingsError, AuditError, ApprovalError, ValueError) as error:
         sys.exit(f"qcstack gateway: {error}")
-    app = build_app(settings, gate, token)
+    app = build_app(settings, gate, token, access)
     uvicorn.run(app, host=settings.host, port=settings.port, ws="none", log_level="info")

@@ -3,3 +3,6 @@
 CANARY_USER_ID = "900417"
 CANARY_API_TOKEN = "qcstack-canary-token-7c1e5a93d2b84f06"  # noqa: S105 - a planted canary
 TEST_GATEWAY_TOKEN = "qcstack-test-gateway-token-3f9a61c0e27d"  # noqa: S105 - known to the tests
+TEST_ADMIN_NAME = "test-admin"
+TEST_ADMIN_PASSWORD = "qcstack-test-admin-password-8d2e61b4"  # noqa: S105 - known to the tests
+TEST_RESPONDER_TOKEN = "qcstack-test-responder-token-5b07c9e3a1"  # noqa: S105 - known to the tests
