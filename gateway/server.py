@@ -4,7 +4,9 @@ admin pages and API under /admin with credentials of their own."""
 from __future__ import annotations
 
 import hmac
+import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
@@ -18,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.app import Admin, build_admin_app
 from gateway.admin.sessions import Sessions
-from gateway.admin.statistics import NoStatistics, StatisticsProvider
+from gateway.admin.statistics import ListBacktestsStatistics, StatisticsProvider, ToolCaller
 from gateway.admins import AdminAccess, load_admin_access
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
@@ -72,6 +74,29 @@ def build_gate(settings: GatewaySettings) -> Gate:
     )
 
 
+def upstream_tool_caller(upstream: ProxyClient[Any]) -> ToolCaller:
+    """Calls a qc-mcp tool on a session of its own, outside the policy: the approval page asks
+    for reads only (list_backtests), on an admin's behalf."""
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
+        async with upstream.new() as client:
+            result = await client.call_tool(name, arguments, raise_on_error=False)
+        text = " ".join(getattr(content, "text", "") for content in result.content)
+        if result.is_error:
+            raise LookupError(f"{name} failed: {text[:200]}")
+        if isinstance(result.structured_content, Mapping):
+            return result.structured_content
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            raise LookupError(f"{name} answered no JSON object") from None
+        if not isinstance(answer, Mapping):
+            raise LookupError(f"{name} answered no JSON object")
+        return answer
+
+    return call_tool
+
+
 def build_app(
     settings: GatewaySettings,
     gate: Gate,
@@ -80,7 +105,7 @@ def build_app(
     statistics: StatisticsProvider | None = None,
 ) -> Any:
     """The gateway's ASGI app. statistics: what shows a project's latest backtest on the
-    approval page (see gateway.admin.statistics); none: the page says it is not available."""
+    approval page (gateway.admin.statistics); by default qc-mcp's list_backtests."""
     upstream: ProxyClient[Any] = ProxyClient(
         settings.upstream_url,
         mode="legacy",  # qc-mcp is an mcp 1.x server
@@ -103,7 +128,7 @@ def build_app(
         gate=gate,
         access=access,
         sessions=Sessions(settings.admin_session_seconds),
-        statistics=statistics or NoStatistics(),
+        statistics=statistics or ListBacktestsStatistics(upstream_tool_caller(upstream)),
     )
     app.router.routes.append(Mount(ADMIN_PREFIX, build_admin_app(admin, settings.admin_hosts)))
     return app

@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastmcp import FastMCP
+from fastmcp.server.providers.proxy import ProxyClient
 
-from gateway.admin.statistics import BacktestStatistics, ListBacktestsStatistics
+from gateway.admin.statistics import BacktestStatistics, ListBacktestsStatistics, NoStatistics
 from gateway.admins import AdminAccess, Admins
 from gateway.approvals import Approval, ApprovalState
 from gateway.middleware import Gate
-from gateway.server import build_app, build_gate
+from gateway.server import build_app, build_gate, upstream_tool_caller
 from gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.anyio
@@ -569,7 +571,7 @@ STATISTICS = BacktestStatistics(
         (FixedStatistics(STATISTICS), ["momentum v3", "sharpeRatio", "1.42", "drawdown"]),
         (FixedStatistics(None), ["has no backtest"]),
         (FixedStatistics(RuntimeError("upstream down")), ["Not available: upstream down"]),
-        (None, ["Not available: no backtest statistics provider is configured"]),
+        (NoStatistics(), ["Not available: no backtest statistics provider is configured"]),
     ],
     ids=["found", "none", "failing", "no-provider"],
 )
@@ -616,3 +618,34 @@ async def test_list_backtests_statistics_reports_a_refusal() -> None:
 
     with pytest.raises(LookupError, match="Project not found"):
         await ListBacktestsStatistics(call_tool).latest_backtest(7)
+
+
+async def test_default_statistics_come_from_the_upstreams_list_backtests_tool(
+    tmp_path: Path,
+) -> None:
+    upstream = FastMCP("test-upstream")
+
+    @upstream.tool
+    def list_backtests(model: dict[str, Any]) -> dict[str, Any]:
+        return {"success": True, "backtests": [
+            {"backtestId": "b1", "name": f"project {model['projectId']} backtest",
+             "created": "2026-11-20 10:00:00", "sharpeRatio": 1.42},
+        ]}  # fmt: skip
+
+    provider = ListBacktestsStatistics(upstream_tool_caller(ProxyClient(upstream)))
+    found = await provider.latest_backtest(23456789)
+    assert found is not None
+    assert (found.name, dict(found.statistics)) == (
+        "project 23456789 backtest",
+        {"sharpeRatio": "1.42"},
+    )
+
+
+async def test_statistics_from_an_unreachable_upstream_leave_the_page_working(
+    client: httpx2.AsyncClient, gate: Gate
+) -> None:
+    held = hold(gate)
+    await sign_in(client)
+    page = await client.get(f"/admin/approvals/{held.id}")
+    assert page.status_code == 200
+    assert "Latest backtest</h2><p>Not available" in page.text
