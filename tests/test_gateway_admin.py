@@ -445,7 +445,7 @@ async def test_every_admin_answer_carries_strict_security_headers(
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["cache-control"] == "no-store"
     assert answer.headers["x-content-type-options"] == "nosniff"
-    assert answer.headers["referrer-policy"] == "no-referrer"
+    assert answer.headers["referrer-policy"] == "same-origin"
 
 
 # ---- what a person is shown ---------------------------------------------------------------
