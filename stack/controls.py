@@ -26,6 +26,11 @@ THREATS = MappingProxyType(
             "Erratic or runaway behaviour that is not contained: resource exhaustion, hung or "
             "crashed server going unnoticed (MAESTRO L5)"
         ),
+        "tool-misuse": (
+            "Tool misuse: the agent, or whoever steers it by prompt injection, deploys live "
+            "trading or keeps trading without a person's say (MAESTRO L3; the threat model asks "
+            "for human gating of live deploys, L6)"
+        ),
         "supply-chain": (
             "Tampered build inputs: a swapped base image or wheel brings attacker code into the "
             "server's container (MAESTRO L4)"
@@ -361,6 +366,26 @@ CONTROLS: tuple[Control, ...] = (
         (),
         disable=_egress_policy(),
         disable_files={"policy.conf": "{policy_for_any_client}"},
+    ),
+    Control(
+        "GW-03",
+        "Live trading waits for a person's approval, given by name outside the agent's reach",
+        "tool-misuse",
+        "gateway/middleware.py (hold); gateway/admin/ (approval pages and API); "
+        "compose/compose.yaml (gateway_admins secret)",
+        "the agent deploying live trading on its own, or approving its own call with the token "
+        "it holds",
+        (),
+    ),
+    Control(
+        "GW-05",
+        "Kill switch: lockdown engaged by an admin or the detection responder, lifted by an "
+        "admin alone",
+        "tool-misuse",
+        "gateway/lockdown.py; gateway/admin/app.py (lockdown API); compose/compose.yaml "
+        "(gateway_responder_token secret, state volume)",
+        "a runaway or hijacked agent going on trading or spending after an alert",
+        (),
     ),
 )
 
