@@ -649,3 +649,41 @@ async def test_statistics_from_an_unreachable_upstream_leave_the_page_working(
     page = await client.get(f"/admin/approvals/{held.id}")
     assert page.status_code == 200
     assert "Latest backtest</h2><p>Not available" in page.text
+
+
+@pytest.mark.parametrize("path", ["/admin/../mcp", "/admin/..%2Fmcp", "/admin/%2e%2e/mcp"])
+async def test_dot_segments_under_admin_do_not_reach_mcp_without_the_bearer_token(
+    settings: GatewaySettings, gate: Gate, path: str
+) -> None:
+    # Sent as raw ASGI (an HTTP client would normalise the path): /admin is exempt from the
+    # bearer check, so nothing under it may route to /mcp.
+    access = AdminAccess(Admins.of([ALICE]), RESPONDER.encode())
+    app = build_app(settings, gate, BEARER.encode(), access)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:18060"), *basic(*ALICE).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 18060),
+    }
+    scope["headers"] = [
+        (k.encode() if isinstance(k, str) else k, v.encode() if isinstance(v, str) else v)
+        for k, v in scope["headers"]
+    ]
+    await app(scope, receive, send)
+    assert sent[0]["status"] in (404, 405)
