@@ -3,7 +3,7 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down test lint unit docker venv mutation-check controls bench
+.PHONY: up down test lint unit docker browser venv mutation-check controls bench
 
 up: docker venv
 	bin/qcstack up
@@ -11,7 +11,7 @@ up: docker venv
 down: venv
 	bin/qcstack down
 
-test: docker venv lint
+test: docker browser venv lint
 	bin/qcstack test
 
 lint: venv
@@ -33,6 +33,9 @@ bench: docker venv
 
 docker:
 	scripts/install-docker
+
+browser:
+	scripts/install-browser
 
 venv: $(VENV)/.installed
 

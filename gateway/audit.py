@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -121,3 +122,35 @@ def verify(path: Path) -> Verification:
             return Verification(False, number - 1, number, "its content was changed")
         prev, last = entry["hash"], entry
     return Verification(True, len(data.splitlines()), last=last)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m gateway.audit verify [PATH]`: checks the chain, names the first broken entry.
+    PATH defaults to the audit log in the gateway's state folder (its settings)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "verify" or len(args) > 2:
+        print("usage: python3 -m gateway.audit verify [AUDIT_LOG]", file=sys.stderr)
+        return 2
+    if len(args) == 2:
+        path = Path(args[1])
+    else:
+        from gateway.settings import GatewaySettings
+
+        path = GatewaySettings().state_dir / "audit.jsonl"
+    if not path.is_file():
+        print(f"no audit log at {path} (the gateway makes it when it starts)", file=sys.stderr)
+        return 1
+    result = verify(path)
+    if result.ok:
+        print(f"audit log {path}: intact, {result.entries} entries")
+        return 0
+    print(
+        f"audit log {path}: broken at entry {result.first_broken} ({result.reason}); "
+        f"the {result.entries} entries before it are intact",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -135,6 +135,10 @@ class PolicyMiddleware(Middleware):
             await asyncio.to_thread(self.gate.approvals.deny, held.id, f"gateway ({waited})")
             await self._audit({**call, "event": "approval-timeout", "approval": held.id})
             raise ToolError(PREFIX + f"not run: approval {held.id} got {waited}")
+        if approval.state is ApprovalState.APPROVED and self.gate.lockdown.state().locked:
+            # The kill switch wins over an approval given before it was pulled.
+            await self._audit({**call, "event": "lockdown", "approval": held.id})
+            raise ToolError(PREFIX + f"not run: lockdown was engaged while {held.id} was held")
         try:
             used = await asyncio.to_thread(self.gate.approvals.consume, held.id, tool, arguments)
         except ApprovalError as error:

@@ -1,10 +1,13 @@
-"""Builds and runs the gateway: bearer-token auth in front of the policy proxy to qc-mcp."""
+"""Builds and runs the gateway: bearer-token auth in front of the policy proxy to qc-mcp, and the
+admin pages and API under /admin with credentials of their own."""
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
@@ -13,9 +16,14 @@ from fastmcp.server.providers.proxy import ProxyClient
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.accesslog import AccessLog
+from gateway.admin.app import Admin, build_admin_app
+from gateway.admin.sessions import Sessions
+from gateway.admin.statistics import ListBacktestsStatistics, StatisticsProvider, ToolCaller
+from gateway.admins import AdminAccess, load_admin_access
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
 from gateway.brokerages import BrokerageError, BrokerageStore
@@ -25,17 +33,25 @@ from gateway.middleware import Gate, PolicyMiddleware
 from gateway.settings import GatewaySettings, SettingsError, read_secret
 
 OPEN_PATHS = frozenset({"/healthz"})
+ADMIN_PREFIX = "/admin"
+"""The admin app's own paths: it checks admin credentials, and never the bearer token."""
+
+
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 class BearerGuard:
-    """Every HTTP request but the health check needs `Authorization: Bearer <token>`."""
+    """Every HTTP request but the health check and the admin app needs `Authorization: Bearer
+    <token>`."""
 
     def __init__(self, app: ASGIApp, token: bytes) -> None:
         self.app = app
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in OPEN_PATHS and not is_admin_path(path):
             header = dict(scope["headers"]).get(b"authorization", b"")
             given = header[7:] if header[:7].lower() == b"bearer " else b""
             if not hmac.compare_digest(given, self.token):
@@ -63,7 +79,38 @@ def build_gate(settings: GatewaySettings) -> Gate:
     )
 
 
-def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
+def upstream_tool_caller(upstream: ProxyClient[Any]) -> ToolCaller:
+    """Calls a qc-mcp tool on a session of its own, outside the policy: the approval page asks
+    for reads only (list_backtests), on an admin's behalf."""
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
+        async with upstream.new() as client:
+            result = await client.call_tool(name, arguments, raise_on_error=False)
+        text = " ".join(getattr(content, "text", "") for content in result.content)
+        if result.is_error:
+            raise LookupError(f"{name} failed: {text[:200]}")
+        if isinstance(result.structured_content, Mapping):
+            return result.structured_content
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            raise LookupError(f"{name} answered no JSON object") from None
+        if not isinstance(answer, Mapping):
+            raise LookupError(f"{name} answered no JSON object")
+        return answer
+
+    return call_tool
+
+
+def build_app(
+    settings: GatewaySettings,
+    gate: Gate,
+    token: bytes,
+    access: AdminAccess,
+    statistics: StatisticsProvider | None = None,
+) -> Any:
+    """The gateway's ASGI app. statistics: what shows a project's latest backtest on the
+    approval page (gateway.admin.statistics); by default qc-mcp's list_backtests."""
     upstream: ProxyClient[Any] = ProxyClient(
         settings.upstream_url,
         mode="legacy",  # qc-mcp is an mcp 1.x server
@@ -91,17 +138,26 @@ def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
             max_depth=settings.max_json_depth,
         ),
     ]
-    return proxy.http_app(path="/mcp", middleware=guards)
+    app = proxy.http_app(path="/mcp", middleware=guards)
+    admin = Admin(
+        gate=gate,
+        access=access,
+        sessions=Sessions(settings.admin_session_seconds),
+        statistics=statistics or ListBacktestsStatistics(upstream_tool_caller(upstream)),
+    )
+    app.router.routes.append(Mount(ADMIN_PREFIX, build_admin_app(admin, settings.admin_hosts)))
+    return app
 
 
 def main() -> None:
     try:
         settings = GatewaySettings()
         token = read_secret(settings.token_file, "the gateway's bearer token")
+        access = load_admin_access(settings, token)
         gate = build_gate(settings)
     except (SettingsError, AuditError, ApprovalError, BrokerageError, ValueError) as error:
         sys.exit(f"qcstack gateway: {error}")
-    app = build_app(settings, gate, token)
+    app = build_app(settings, gate, token, access)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     # uvicorn's access log prints query strings, where clients sometimes put tokens: ours doesn't.
     uvicorn.run(

@@ -29,6 +29,15 @@ class GatewaySettings(BaseSettings):
     """The bearer token MCP clients present."""
     brokerages_file: Path = Path("/run/secrets/gateway_brokerages")
     """The operator's brokerage configurations (gateway/brokerages.py); none when absent."""
+    admins_file: Path = Path("/run/secrets/gateway_admins")
+    """The people who approve held calls and lift lockdown: one `name:password` a line."""
+    responder_token_file: Path = Path("/run/secrets/gateway_responder_token")
+    """The runtime-detection responder's token: it engages lockdown and can do nothing else."""
+    admin_session_seconds: float = Field(default=1800.0, gt=0, le=86400)
+    """How long a login to the approval page lasts."""
+    admin_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    """The host names the admin pages answer to (the relay publishes on loopback); any other
+    Host header, such as a DNS-rebinding name, is refused."""
     rate_limits: dict[str, str] = {}
     """Per-tool limits as calls/seconds, e.g. {"create_project": "10/60"}."""
     default_rate_limit: str = "120/60"

@@ -46,6 +46,9 @@ SIDE_SERVICES = {
         pids=64,
         mounts=(
             ("/run/secrets/gateway_token", "bind", False),
+            ("/run/secrets/gateway_admins", "bind", False),
+            ("/run/secrets/gateway_responder_token", "bind", False),
+            ("/run/secrets/gateway_brokerages", "bind", False),
             ("/var/lib/qcstack-gateway", "volume", True),
         ),
         read_only_dirs=("/", "/app/gateway", "/usr/bin", "/usr/local/bin", "/etc"),

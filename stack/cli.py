@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
@@ -121,6 +125,69 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r.covered for r in results) else 1
 
 
+def admin_api(settings: Settings, args: argparse.Namespace) -> Any:
+    from stack.admin_api import AdminApi, admin_credential
+
+    name, password = admin_credential(settings.secrets_dir, args.admin)
+    return AdminApi(f"http://127.0.0.1:{settings.gateway_port}/admin/api", name, password)
+
+
+def when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def cmd_approvals(settings: Settings, args: argparse.Namespace) -> int:
+    api = admin_api(settings, args)
+    if args.action == "list":
+        approvals = api.get("/approvals" + ("" if args.all else "?state=pending"))
+        if not approvals:
+            print("no call is waiting for a decision" if not args.all else "no approvals")
+        for a in approvals:
+            summary = a["summary"]
+            print(
+                f"{a['id']}  {a['state']:<8}  {a['tool']}  project {summary['Project'] or '-'}  "
+                f"brokerage {summary['Brokerage'] or '-'}  held {when(a['created'])}"
+                + (f"  by {a['decided_by']}" if a["decided_by"] else "")
+            )
+        return 0
+    if not args.id:
+        raise CommandError(f"`qcstack approvals {args.action}` needs the approval's ID")
+    path = f"/approvals/{quote(args.id, safe='')}"
+    if args.action == "show":
+        print(json.dumps(api.get(path), indent=2, sort_keys=True))
+        return 0
+    decided = api.post(f"{path}/{args.action}")
+    print(f"{decided['id']} ({decided['tool']}): {decided['state']} by {decided['decided_by']}")
+    return 0
+
+
+def cmd_lockdown(settings: Settings, args: argparse.Namespace) -> int:
+    api = admin_api(settings, args)
+    if args.action == "engage":
+        if not args.reason:
+            raise CommandError("`qcstack lockdown engage` needs --reason, for the audit log")
+        state = api.post("/lockdown/engage", {"reason": args.reason})
+    elif args.action == "lift":
+        state = api.post("/lockdown/lift")
+    else:
+        state = api.get("/lockdown")
+    if state["locked"]:
+        print(f"lockdown ENGAGED since {when(state['since'])} by {state['by']}: {state['reason']}")
+    else:
+        lifted = f" (lifted {when(state['since'])} by {state['by']})" if state["by"] else ""
+        print(f"lockdown not engaged{lifted}")
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs the gateway's own verifier inside its container, on the log in its volume."""
+    project = operator_project(settings)
+    project.write_rendered_files()
+    command = project.command("exec", "-T", "gateway", "/usr/bin/python3", "-m", "gateway.audit")
+    result = run([*command, "verify"], env=project.environment(), check=False)
+    return result.returncode
+
+
 def cmd_seccomp_record(settings: Settings, args: argparse.Namespace) -> int:
     from stack.seccomp.record import record
 
@@ -201,6 +268,31 @@ def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     verify.set_defaults(handler=cmd_seccomp_verify)
 
 
+def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument(
+        "--admin", metavar="NAME", help="act as this admin of secrets/gateway_admins (the first)"
+    )
+    approvals = commands.add_parser(
+        "approvals", parents=[who], help="list, show, approve or deny calls held for a person"
+    )
+    approvals.add_argument("action", choices=["list", "show", "approve", "deny"])
+    approvals.add_argument("id", nargs="?", help="the approval's ID (from `approvals list`)")
+    approvals.add_argument("--all", action="store_true", help="list decided approvals too")
+    approvals.set_defaults(handler=cmd_approvals)
+    lockdown = commands.add_parser(
+        "lockdown", parents=[who], help="the kill switch: engage, lift or show (default) lockdown"
+    )
+    lockdown.add_argument(
+        "action", nargs="?", choices=["engage", "lift", "status"], default="status"
+    )
+    lockdown.add_argument("--reason", help="why lockdown is engaged (recorded in the audit log)")
+    lockdown.set_defaults(handler=cmd_lockdown)
+    audit = commands.add_parser("audit", help="check the gateway's hash-chained audit log")
+    audit.add_argument("action", choices=["verify"])
+    audit.set_defaults(handler=cmd_audit_verify)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="qcstack", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -224,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     mutation.add_argument("--control", action="append", default=[], help="only this control ID")
     mutation.set_defaults(handler=cmd_mutation_check)
     add_seccomp_commands(commands)
+    add_admin_commands(commands)
     return top
 
 

@@ -446,19 +446,31 @@ CONTROLS += (
     ),
     Control(
         "GW-03",
-        "Live-trading calls wait for a person's approval of that exact call",
+        "Live trading waits for a person's approval, given by name outside the agent's reach",
         "tool-misuse",
-        "gateway/approvals.py, gateway/middleware.py, the approval page and `qcstack approvals`",
-        "an agent deploying or changing live trading on its own, or reusing an approval for a "
-        "changed call",
+        "gateway/middleware.py (hold); gateway/admin/ (approval pages and API); "
+        "compose/compose.yaml (gateway_admins secret)",
+        "the agent deploying live trading on its own, or approving its own call with the token "
+        "it holds",
+        (),
+    ),
+    Control(
+        "GW-04",
+        "Brokerage credentials come from the gateway's secret store, never from the model",
+        "credential-theft",
+        "gateway/brokerages.py; compose/compose.yaml (gateway_brokerages secret)",
+        "an agent (or whoever steers it) reading, choosing or echoing brokerage passwords and "
+        "API secrets; secrets in audit entries, approval pages or errors",
         (),
     ),
     Control(
         "GW-05",
-        "Kill switch: lockdown lets only reads, stop and liquidate through, and survives restarts",
-        "runaway-behaviour",
-        "gateway/lockdown.py (flag on the state volume); `qcstack lockdown`",
-        "a misbehaving agent going on trading after an operator or a detector pulled the switch",
+        "Kill switch: lockdown engaged by an admin or the detection responder, lifted by an "
+        "admin alone",
+        "tool-misuse",
+        "gateway/lockdown.py; gateway/admin/app.py (lockdown API); compose/compose.yaml "
+        "(gateway_responder_token secret, state volume)",
+        "a runaway or hijacked agent going on trading or spending after an alert",
         (),
     ),
     Control(

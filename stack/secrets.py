@@ -6,6 +6,7 @@ import getpass
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from stack.process import CommandError
@@ -14,9 +15,28 @@ APP_UID = 10001
 GATEWAY_UID = 10004
 SECRET_NAMES = ("qc_user_id", "qc_api_token")
 PROMPTS = {"qc_user_id": "QuantConnect user id", "qc_api_token": "QuantConnect API token"}
-GENERATED_SECRETS = ("gateway_token",)
-"""Secrets qcstack makes itself when they are missing: random, never asked for."""
-OWNERS = {"gateway_token": GATEWAY_UID}
+FIRST_ADMIN = "admin"
+
+
+def _first_admin() -> str:
+    return f"{FIRST_ADMIN}:{secrets.token_urlsafe(24)}"
+
+
+def _random_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+GENERATED_SECRETS: dict[str, Callable[[], str]] = {
+    "gateway_token": _random_token,
+    "gateway_admins": _first_admin,
+    "gateway_responder_token": _random_token,
+    "gateway_brokerages": lambda: "{}",
+}
+"""Secrets qcstack makes itself when they are missing: random, never asked for. The clients'
+bearer token, the admins (one, named `admin`, at first) and the lockdown responder's token are
+three separate secrets, so none of them opens what another does. The brokerage configurations
+start empty: the operator adds them (gateway/brokerages.py says how)."""
+OWNERS = {name: GATEWAY_UID for name in GENERATED_SECRETS}
 """The uid that reads each secret; qc-mcp's (10001) for the rest."""
 # The API double (test stacks) runs as qc-mcp's user, so the test CA's files are its.
 
@@ -61,9 +81,9 @@ def ensure_secrets(directory: Path, *, interactive: bool) -> None:
             "missing credentials: " + ", ".join(missing) + f". Write each into {directory}/"
             " (one value per file), or run `bin/qcstack up` on a terminal to be asked for them"
         )
-    for name in GENERATED_SECRETS:
+    for name, make in GENERATED_SECRETS.items():
         if not (directory / name).exists():
-            write_secret(directory, name, secrets.token_urlsafe(32))
+            write_secret(directory, name, make())
             print(f"qcstack: made a new {name} in {directory / name}", file=sys.stderr)
     for name in (*SECRET_NAMES, *GENERATED_SECRETS):
         path = directory / name

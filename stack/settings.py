@@ -130,7 +130,15 @@ class Settings(BaseSettings):
     def _gateway_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
         from gateway.settings import GatewaySettings
 
-        fixed = {"host", "port", "upstream_url", "state_dir", "token_file"} & set(value)
+        fixed = {
+            "host",
+            "port",
+            "upstream_url",
+            "state_dir",
+            "token_file",
+            "admins_file",
+            "responder_token_file",
+        } & set(value)
         if fixed:
             raise ValueError(f"{sorted(fixed)} are set by the compose file, not by settings")
         try:

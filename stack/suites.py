@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from ipaddress import IPv4Network
@@ -11,7 +12,15 @@ from stack.compose import ComposeProject
 from stack.secrets import write_secret
 from stack.settings import Settings
 from stack.testca import make_test_certificates
-from stack.testdata import CANARY_API_TOKEN, CANARY_USER_ID, TEST_GATEWAY_TOKEN
+from stack.testdata import (
+    CANARY_API_TOKEN,
+    CANARY_USER_ID,
+    TEST_ADMIN_NAME,
+    TEST_ADMIN_PASSWORD,
+    TEST_BROKERAGES,
+    TEST_GATEWAY_TOKEN,
+    TEST_RESPONDER_TOKEN,
+)
 
 
 def test_secrets_dir(settings: Settings) -> Path:
@@ -25,6 +34,9 @@ def prepare_test_secrets(settings: Settings, directory: Path | None = None) -> P
     write_secret(directory, "qc_user_id", CANARY_USER_ID)
     write_secret(directory, "qc_api_token", CANARY_API_TOKEN)
     write_secret(directory, "gateway_token", TEST_GATEWAY_TOKEN)
+    write_secret(directory, "gateway_admins", f"{TEST_ADMIN_NAME}:{TEST_ADMIN_PASSWORD}")
+    write_secret(directory, "gateway_responder_token", TEST_RESPONDER_TOKEN)
+    write_secret(directory, "gateway_brokerages", json.dumps(TEST_BROKERAGES))
     make_test_certificates(directory)
     return directory
 

@@ -69,3 +69,22 @@ def test_mutation_override_is_valid_yaml_for_the_server(control: Control) -> Non
 def test_proxy_health_check_is_the_one_the_policy_answers() -> None:
     service = yaml.safe_load(COMPOSE.read_text())["services"]["egress-proxy"]
     assert service["healthcheck"]["test"] == ["CMD", *HEALTHCHECK_COMMAND]
+
+
+def test_gateway_gets_each_credential_as_a_separate_secret_file() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert compose["services"]["gateway"]["secrets"] == [
+        "gateway_token",
+        "gateway_admins",
+        "gateway_responder_token",
+        "gateway_brokerages",
+    ]
+    for name in ("gateway_admins", "gateway_responder_token", "gateway_brokerages"):
+        assert compose["secrets"][name]["file"].endswith(f"}}/{name}")
+
+
+def test_test_stacks_hold_live_deployments_for_a_person() -> None:
+    test_stack = yaml.safe_load((COMPOSE.parent / "test.yaml").read_text())
+    environment = test_stack["services"]["gateway"]["environment"]
+    assert environment["QCSTACK_GATEWAY_PROFILE"] == "live"
+    assert float(environment["QCSTACK_GATEWAY_APPROVAL_WAIT_SECONDS"]) >= 60

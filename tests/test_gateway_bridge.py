@@ -15,6 +15,7 @@ import uvicorn
 from fastmcp import Client, FastMCP
 from fastmcp.client.transports import StdioTransport
 
+from gateway.admins import AdminAccess, Admins
 from gateway.server import build_app, build_gate
 from gateway.settings import GatewaySettings
 
@@ -56,7 +57,10 @@ async def gateway_url(tmp_path: Path) -> AsyncIterator[str]:
     settings = GatewaySettings(
         upstream_url=f"http://127.0.0.1:{up_port}/mcp", state_dir=tmp_path / "state"
     )
-    app = build_app(settings, build_gate(settings), TOKEN.encode())
+    access = AdminAccess(
+        Admins.of([("alice", "alice-password-0123456789")]), b"responder-token-0123"
+    )
+    app = build_app(settings, build_gate(settings), TOKEN.encode(), access)
     gw_server, gw_task, gw_port = await serve(app)
     yield f"http://127.0.0.1:{gw_port}/mcp"
     for server, task in ((gw_server, gw_task), (up_server, up_task)):

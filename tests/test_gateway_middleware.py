@@ -202,3 +202,16 @@ async def test_unwritable_audit_log_refuses_the_call(client: Client[Any], gate: 
     gate.audit.close()  # every later write fails: EBADF
     result = await call(client, "read_account")
     assert result.is_error and "audit log unavailable" in result.content[0].text
+
+
+async def test_lockdown_engaged_while_a_call_is_held_stops_it_even_once_approved(
+    client: Client[Any], gate: Gate
+) -> None:
+    pending = asyncio.create_task(call(client, "create_live_algorithm", DEPLOY))
+    while not gate.approvals.all():
+        await asyncio.sleep(0.05)
+    gate.lockdown.engage("responder", "alert")
+    gate.approvals.approve(gate.approvals.all()[0].id, "alice")
+    result = await asyncio.wait_for(pending, 10)
+    assert result.is_error and "lockdown" in result.content[0].text
+    assert audit_events(gate)[-1]["event"] == "lockdown"

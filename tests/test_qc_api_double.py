@@ -39,7 +39,10 @@ def signed(token: str = CANARY_API_TOKEN, at: float | None = None) -> dict[str, 
     return {"Timestamp": timestamp, "Authorization": signature(CANARY_USER_ID, token, timestamp)}
 
 
-@pytest.mark.parametrize("endpoint", ["/authenticate", "/account/read", "/projects/read"])
+@pytest.mark.parametrize(
+    "endpoint",
+    ["/authenticate", "/account/read", "/projects/read", "/live/create", "/backtests/list"],
+)
 def test_correctly_signed_request_gets_the_real_response_shape(
     double: tuple[ApiDouble, str], endpoint: str
 ) -> None:
@@ -81,7 +84,7 @@ def test_unsigned_request_is_refused(double: tuple[ApiDouble, str]) -> None:
 
 def test_unknown_endpoint_is_not_found(double: tuple[ApiDouble, str]) -> None:
     _, url = double
-    assert post(f"{url}/api/v2/live/create", signed())["errors"] == ["Endpoint not found"]
+    assert post(f"{url}/api/v2/live/delete", signed())["errors"] == ["Endpoint not found"]
 
 
 def test_double_records_what_it_received_and_never_sees_the_token(

@@ -61,3 +61,30 @@ def test_launcher_refuses_credentials_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("QUANTCONNECT_API_TOKEN", "leaky")
     with pytest.raises(SystemExit, match="set in the environment"):
         load_launcher().main()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to uid 10004 needs root")
+def test_up_makes_separate_gateway_credentials_for_the_gateway_alone(tmp_path: Path) -> None:
+    from gateway.admins import parse_admins
+    from stack.secrets import GATEWAY_UID, GENERATED_SECRETS
+
+    write_secret(tmp_path, "qc_user_id", "12345")
+    write_secret(tmp_path, "qc_api_token", "token-value")
+    ensure_secrets(tmp_path, interactive=False)
+    values = {name: (tmp_path / name).read_text().strip() for name in GENERATED_SECRETS}
+    [(admin, password)] = parse_admins(values["gateway_admins"], "gateway_admins")
+    assert admin == "admin"
+    # The agent's bearer token, the admin's password and the responder's token all differ.
+    assert len({values["gateway_token"], password, values["gateway_responder_token"]}) == 3
+    for name in GENERATED_SECRETS:
+        info = (tmp_path / name).stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (GATEWAY_UID, 0o400)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to uid 10004 needs root")
+def test_up_keeps_an_existing_admins_file(tmp_path: Path) -> None:
+    write_secret(tmp_path, "qc_user_id", "12345")
+    write_secret(tmp_path, "qc_api_token", "token-value")
+    write_secret(tmp_path, "gateway_admins", "alice:alices-own-password-123")
+    ensure_secrets(tmp_path, interactive=False)
+    assert (tmp_path / "gateway_admins").read_text() == "alice:alices-own-password-123\n"

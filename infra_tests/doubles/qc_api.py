@@ -46,10 +46,37 @@ PROJECTS = {
     "versions": [],
     "success": True,
 }
+LIVE_CREATED = {
+    "responseCode": "Success",
+    "source": "api",
+    "deployId": "L-141106d80de1da9a9f85ea07c06bf7b6",
+    "versionId": 17202,
+    "projectId": 23456789,
+    "live": {"deployId": "L-141106d80de1da9a9f85ea07c06bf7b6", "status": "Running"},
+    "success": True,
+}
+BACKTESTS = {
+    "backtests": [
+        {
+            "backtestId": "26c7bb06b8487cff1c7b3c44652b30f1",
+            "status": "Completed.",
+            "name": "double momentum backtest",
+            "created": "2026-11-20 10:00:00",
+            "sharpeRatio": 1.42,
+            "drawdown": 0.18,
+            "netProfit": 0.31,
+            "trades": 214,
+        }
+    ],
+    "count": 1,
+    "success": True,
+}
 RESPONSES: dict[str, dict[str, Any]] = {
     "/authenticate": {"success": True},
     "/account/read": ACCOUNT,
     "/projects/read": PROJECTS,
+    "/live/create": LIVE_CREATED,
+    "/backtests/list": BACKTESTS,
 }
 
 
