@@ -240,12 +240,12 @@ def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 
     seccomp = commands.add_parser(
         "seccomp",
-        help="record, generate and verify the seccomp allow-lists of qc-mcp and egress-proxy "
-        "(RUN-05)",
+        help="record, generate and verify the seccomp allow-lists of "
+        f"{', '.join(SERVICES)} (RUN-05)",
     )
     modes = seccomp.add_subparsers(dest="mode", required=True)
     record = modes.add_parser(
-        "record", help="record both services' syscalls -> SERVICE.recorded.txt (root)"
+        "record", help="record every service's syscalls -> SERVICE.recorded.txt (root)"
     )
     record.add_argument("--output-dir", type=Path, metavar="DIR", help="default: seccomp/")
     record.add_argument("--keep-trace", type=Path, metavar="FILE", help="keep bpftrace's output")
@@ -255,12 +255,12 @@ def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--service", choices=["all", *SERVICES], default="all", help="default: all"
     )
     generate.add_argument(
-        "--dir", type=Path, metavar="DIR", help="where both files are; default: seccomp/"
+        "--dir", type=Path, metavar="DIR", help="where the files are; default: seccomp/"
     )
     generate.add_argument("--check", action="store_true", help="only check the files are current")
     generate.set_defaults(handler=cmd_seccomp_generate)
     verify = modes.add_parser(
-        "verify", help="run the workload and the checks with both services' profiles enforced"
+        "verify", help="run the workload and the checks with every service's profile enforced"
     )
     verify.add_argument(
         "--profile-dir", type=Path, metavar="DIR", help="where SERVICE.json are; default: seccomp/"

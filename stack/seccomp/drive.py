@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -14,24 +15,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.policy import Profile, listed
+from gateway.tools import TOOL_KINDS
 from stack.seccomp import SeccompError, log
 from stack.seccomp.host import HOST_ENVIRONMENT, docker
-from stack.seccomp.services import QC_MCP, SERVICES
+from stack.seccomp.services import GATEWAY, GATEWAY_RELAY, QC_MCP, SERVICES
 from stack.seccomp.stage import (
     CANARY_CONTAINER,
     CANARY_PORT,
     CLIENT_CONTAINER,
+    GATEWAY_CLIENT_CONTAINER,
     OUTSIDE_CLIENT_CONTAINER,
+    RECORD_GATEWAY_PORT,
     WORKLOAD_UID,
     Running,
     Stage,
+    container_state,
     network,
 )
 from stack.seccomp.workload import PROBES, workload_source
 from stack.settings import Settings
 from stack.testca import API_HOST
+from stack.testdata import TEST_GATEWAY_TOKEN
 
 PROXY_ADDRESS = ("egress-proxy", "3128")
+# How the gateway's clients reach it: (the network their container is on, the MCP URL). Through
+# the relay as every client does (the host's published port leads there too), or directly, as
+# the relay itself does.
+GATEWAY_ROUTES: dict[str, tuple[str, str]] = {
+    "relay": ("front", f"http://{GATEWAY_RELAY.name}:8080/mcp"),
+    "direct": ("door", f"http://{GATEWAY.name}:8080/mcp"),
+}
+GATEWAY_REFUSAL = "qcstack gateway: "  # how the gateway's own refusals start (PREFIX)
+BROKERAGE_CANARY = "qcrec-canary-brokerage-password"  # in the workload's live-trading arguments
 
 
 def preflight(settings: Settings) -> None:
@@ -120,6 +136,144 @@ def run_client(stage: Stage, *, expect_success: bool) -> dict[str, Any]:
     return report
 
 
+def gateway_profiles(tools: set[str]) -> list[str]:
+    """The gateway profiles that list exactly these tools (paper and live list the same)."""
+    return [str(p) for p in Profile if {t for t in TOOL_KINDS if listed(t, p)} == tools]
+
+
+def check_gateway_report(
+    report: dict[str, Any], *, upstream_up: bool, lockdown: bool
+) -> tuple[list[str], list[str]]:
+    """(failures, the profiles the listed tools fit) of one gateway client run. Expectations
+    come from the tools the gateway lists, so that any profile the stack runs with passes."""
+    failures = []
+    refusals = report["refusals"]
+    for case in ("no token", "wrong token"):
+        if refusals[case][0] != 401:
+            failures.append(f"POST /mcp with {case}: {refusals[case]}, not 401")
+    status, body = refusals["healthz"]
+    if status != 200 or json.loads(body).get("lockdown") is not lockdown:
+        failures.append(f"GET /healthz: {refusals['healthz']}, not 200 with lockdown {lockdown}")
+    sessions = [report["first"], *report.get("parallel", [])]
+    listed_tools = {tuple(session["tools"]) for session in sessions}
+    profiles = gateway_profiles(set(report["first"]["tools"]))
+    if len(listed_tools) != 1 or not profiles:
+        failures.append(f"the gateway lists tools no profile lists: {sorted(listed_tools)}")
+    calls: dict[str, list[tuple[str, str]]] = {}
+    for name, status, text in report["first"]["calls"]:
+        calls.setdefault(name, []).append((status, text))
+        if BROKERAGE_CANARY in text:
+            failures.append(f"{name}'s answer shows the brokerage password: {text}")
+
+    def expect(name: str, ok: bool, words: str = "") -> None:
+        for status, text in calls[name]:
+            if (status == "ok") != ok or words not in text:
+                failures.append(f"{name}: {status}: {text[:200]}; expected {'ok' if ok else words}")
+
+    expect("read_account", upstream_up)
+    if lockdown:
+        expect("create_project", False, GATEWAY_REFUSAL + "the gateway is in lockdown")
+        expect("create_live_algorithm", False, GATEWAY_REFUSAL + "the gateway is in lockdown")
+    else:
+        expect("read_mcp_server_version", True)
+        expect("no_such_tool", False, GATEWAY_REFUSAL)
+        # refused in every profile: not listed (research), not the paper brokerage (paper), or
+        # held and never approved (live, after the record stack's short approval wait)
+        expect("create_live_algorithm", False, GATEWAY_REFUSAL)
+    return failures, profiles
+
+
+def run_gateway_client(
+    stage: Stage, route: str, *, upstream_up: bool, lockdown: bool = False
+) -> dict[str, Any]:
+    """MCP sessions with the gateway, through the relay or directly (GATEWAY_ROUTES); raises
+    unless the gateway behaved as its listed tools say it should."""
+    network_name, url = GATEWAY_ROUTES[route]
+    result = docker(
+        "run", "--rm", "--name", GATEWAY_CLIENT_CONTAINER, "--network", network(network_name),
+        "--user", f"{WORKLOAD_UID}:{WORKLOAD_UID}", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "--entrypoint", "/usr/bin/python3", stage.image,
+        "-c", workload_source("gateway_client"), url, TEST_GATEWAY_TOKEN,
+        "lockdown" if lockdown else "open",
+        timeout=600,
+    )  # fmt: skip
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, status, text in report["first"]["calls"]:
+        log(f"  {name}: {status}: {text[:110]}")
+    failures, profiles = check_gateway_report(report, upstream_up=upstream_up, lockdown=lockdown)
+    sessions = 1 + len(report.get("parallel", []))
+    log(
+        f"gateway client ({route}{', lockdown' if lockdown else ''}): "
+        f"{len(report['first']['tools'])} tools (profile {' or '.join(profiles) or '?'}) x "
+        f"{sessions} sessions; refusals {report['refusals']}"
+    )
+    if failures:
+        raise SeccompError(f"the gateway ({route}) misbehaved: {failures}")
+    return report
+
+
+def gateway_admin(running: Running, action: str) -> dict[str, Any]:
+    """gateway_admin.py in the gateway (docker exec, its uid): engage, lift or audit."""
+    done = docker(
+        "exec", running.gateway, "/usr/bin/python3", "-c", workload_source("gateway_admin"), action,
+        timeout=60,
+    )  # fmt: skip
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def check_audit(running: Running, more_than: int = 0) -> int:
+    """The audit log's chain holds and has grown past `more_than` entries; returns its length."""
+    audit = gateway_admin(running, "audit")
+    log(f"gateway audit log: {audit}")
+    if not audit["ok"] or audit["entries"] <= more_than:
+        raise SeccompError(f"the audit log is broken or did not grow past {more_than}: {audit}")
+    return int(audit["entries"])
+
+
+def exercise_lockdown(stage: Stage, running: Running) -> None:
+    """Lockdown engaged through its flag file (as the kill switch does), a session meanwhile:
+    reads pass, a write and a live-trading call are refused; then lifted."""
+    log(f"gateway lockdown: {gateway_admin(running, 'engage')}")
+    run_gateway_client(stage, "relay", upstream_up=True, lockdown=True)
+    log(f"gateway lockdown lifted: {gateway_admin(running, 'lift')}")
+
+
+def published_port(*, gateway_up: bool) -> None:
+    """From the host, the way MCP clients come: 127.0.0.1:RECORD_GATEWAY_PORT, the relay's
+    published port. With the gateway up: /healthz answers 200, /mcp without the token 401. With
+    it down: the relay cannot reach it and closes the connection."""
+    answers: list[int | str] = []
+    for method, path in (("GET", "/healthz"), ("POST", "/mcp")):
+        connection = http.client.HTTPConnection("127.0.0.1", RECORD_GATEWAY_PORT, timeout=10)
+        try:
+            connection.request(method, path, body=b"{}" if method == "POST" else None)
+            answers.append(connection.getresponse().status)
+        except (OSError, http.client.HTTPException) as error:
+            answers.append(type(error).__name__)
+        finally:
+            connection.close()
+    log(f"host 127.0.0.1:{RECORD_GATEWAY_PORT} GET /healthz, POST /mcp: {answers}")
+    if gateway_up and answers != [200, 401]:
+        raise SeccompError(f"the published port answered {answers}, not [200, 401]")
+    if not gateway_up and any(isinstance(answer, int) for answer in answers):
+        raise SeccompError(f"the published port answered {answers} with the gateway down")
+
+
+def restart_gateway(stage: Stage, running: Running, workload: Workload) -> None:
+    """The gateway stopped (clean exit) while the relay stays up and is asked for it, then
+    started again on its volume (the audit log reopened, its chain read back); then the relay
+    stopped and started again. Their new cgroups are recorded too."""
+    stage.stop_service(running, GATEWAY.name)
+    if container_state(running.relay).get("Running") is not True:
+        raise SeccompError("stopping the gateway stopped the relay too")
+    published_port(gateway_up=False)
+    stage.start_again(running, GATEWAY.name)
+    stage.stop_service(running, GATEWAY_RELAY.name)
+    stage.start_again(running, GATEWAY_RELAY.name)
+    workload.started(running)
+
+
 def run_probes(container: str) -> dict[str, str]:
     results = {}
     for name in PROBES:
@@ -197,30 +351,40 @@ def exercise_proxy(stage: Stage, running: Running) -> list[str]:
 
 
 def stop_and_continue(running: Running) -> None:
-    """SIGSTOP then SIGCONT to every process of both containers, as a debugger or a freeze would.
+    """SIGSTOP then SIGCONT to every process of every service, as a debugger or a freeze would.
 
     A timed futex wait interrupted this way resumes through restart_syscall, which the kernel
-    makes the process call: the docker exec'd sleeper in qc-mcp must still finish its wait.
+    makes the process call: the docker exec'd sleepers in qc-mcp and the gateway must still
+    finish their waits. Each waits in a thread of its own, which then ends (the `exit` syscall,
+    as the servers' worker threads do when their pools shrink). Python's join returns before the
+    ended thread's last syscall, so the sleeper lingers a moment before the process exits.
     """
-    sleeper = subprocess.Popen(
-        ["docker", "exec", running.qc_mcp, "/usr/bin/python3", "-c",
-         "import threading; threading.Event().wait(3.5); print('slept')"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=HOST_ENVIRONMENT,
-    )  # fmt: skip
+    command = (
+        "import threading; t = threading.Thread(target=threading.Event().wait, args=(3.5,)); "
+        "t.start(); t.join(); threading.Event().wait(0.5); print('slept')"
+    )
+    sleepers = [
+        subprocess.Popen(
+            ["docker", "exec", container, "/usr/bin/python3", "-c", command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=HOST_ENVIRONMENT,
+        )
+        for container in (running.qc_mcp, running.gateway)
+    ]
     time.sleep(1.5)
-    members = namespace_members(running.qc_mcp) + namespace_members(running.proxy)
+    members = [pid for name in SERVICES for pid in namespace_members(running.containers[name])]
     for pid in members:
         os.kill(pid, signal.SIGSTOP)
     time.sleep(1)
     for pid in members:
         os.kill(pid, signal.SIGCONT)
-    out, err = sleeper.communicate(timeout=60)
-    if sleeper.returncode != 0 or out.strip() != "slept":
-        raise SeccompError(f"sleep interrupted by SIGSTOP/SIGCONT failed: {out}{err}")
-    log(f"SIGSTOP/SIGCONT of {len(members)} processes: the interrupted sleep resumed")
+    for sleeper in sleepers:
+        out, err = sleeper.communicate(timeout=60)
+        if sleeper.returncode != 0 or out.strip() != "slept":
+            raise SeccompError(f"sleep interrupted by SIGSTOP/SIGCONT failed: {out}{err}")
+    log(f"SIGSTOP/SIGCONT of {len(members)} processes: the interrupted sleeps resumed")
 
 
 @dataclass
@@ -232,8 +396,11 @@ class Workload:
     failures: list[str] = field(default_factory=list)
 
     def started(self, running: Running) -> None:
+        """Notes the services' cgroups (a container that stopped and started has a new one)."""
         for name in SERVICES:
-            self.cgroups[name].append(cgroup_id(running.containers[name]))
+            group = cgroup_id(running.containers[name])
+            if group not in self.cgroups[name]:
+                self.cgroups[name].append(group)
         log(f"cgroup ids: {self.cgroups}")
 
 
@@ -247,27 +414,36 @@ def drive_workload(
     workload.started(running)
     stage.stop_upstream()
     run_client(stage, expect_success=False)
-    for container in (running.qc_mcp, running.proxy):
-        wait_for_healthchecks(container, 3)
+    run_gateway_client(stage, "relay", upstream_up=False)
+    for name in SERVICES:
+        wait_for_healthchecks(running.containers[name], 3)
     workload.logs.append(stage.stop(running))
 
     log("phase 2: the API double up: tool calls through the proxy, probes, proxy denials")
     running = stage.up()
     workload.started(running)
     run_client(stage, expect_success=True)
+    for route in GATEWAY_ROUTES:
+        run_gateway_client(stage, route, upstream_up=True)
+    published_port(gateway_up=True)
+    audited = check_audit(running)
     run_probes(running.qc_mcp)
     workload.failures += exercise_proxy(stage, running)
     if phase_two_extra is not None:
         workload.failures += phase_two_extra(running)
-    log("docker pause/unpause of both (as a kill switch might): sleeping calls resume")
-    for container in (running.qc_mcp, running.proxy):
-        docker("pause", container)
+    exercise_lockdown(stage, running)
+    log("docker pause/unpause of every service (as a kill switch might): sleeping calls resume")
+    for name in SERVICES:
+        docker("pause", running.containers[name])
     time.sleep(2)
-    for container in (running.qc_mcp, running.proxy):
-        docker("unpause", container)
+    for name in SERVICES:
+        docker("unpause", running.containers[name])
     stop_and_continue(running)
+    restart_gateway(stage, running, workload)
     run_client(stage, expect_success=True)
-    for container in (running.qc_mcp, running.proxy):
-        wait_for_healthchecks(container, 3)
+    run_gateway_client(stage, "relay", upstream_up=True)
+    check_audit(running, more_than=audited)
+    for name in SERVICES:
+        wait_for_healthchecks(running.containers[name], 3)
     workload.logs.append(stage.stop(running))
     return workload

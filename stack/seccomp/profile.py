@@ -105,6 +105,32 @@ SERVICE_DENIED: Mapping[str, Mapping[str, str]] = {
         "only, and coredump_dir is none) and the Go healthcheck's runtime names its memory with "
         "prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME), ignoring failures. Neither needs it",
     },
+    "gateway": {
+        "getppid": "seen only from runc's init, before the filter; the gateway never calls it",
+        "pipe2": "seen only from runc's init, before the filter; the gateway never calls it "
+        "(asyncio's self-pipe is a socketpair)",
+        "prctl": "besides runc before the filter (RUNC_INIT_ONLY), only the Go healthcheck's "
+        "runtime, naming its memory with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME) and ignoring "
+        "failures, as in the proxy. Python and uvicorn never call it",
+    },
+    "gateway-relay": {
+        "getcwd": "seen only from runc's init, before the filter; the relay never calls it",
+        "getppid": "seen only from runc's init, before the filter; the relay never calls it",
+        "prctl": "besides runc before the filter (RUNC_INIT_ONLY), the Go runtime of the relay "
+        "and of the healthcheck names its memory with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME) "
+        "at start and ignores failures (the names only show in /proc/PID/maps)",
+        "pipe2": "the relay's io.Copy between two TCP connections first tries Go's splice path "
+        "(internal/poll.Splice), which takes a pipe from a pool made with pipe2. When pipe2 "
+        "fails, Go makes no pipe and reports the copy as not handled; it then tries sendfile "
+        "(see EXTRA_ALLOW), which the kernel refuses for a socket source, and copies with "
+        "read/write: the same bytes, one more copy through user space, unmeasurable for MCP's "
+        "small JSON messages. With pipe2 denied the relay never reaches splice",
+        "splice": "Go's zero-copy path for the relay's TCP-to-TCP copy (see pipe2, which keeps "
+        "the relay off it). Denied as well, so that nothing in the container can move page-cache "
+        "pages into a pipe: the step behind Dirty Pipe (CVE-2022-0847), with the container's "
+        "stdout and stderr pipes at hand. Denying splice alone would break the relay: Go treats "
+        "any splice error but EINVAL as the copy's own error",
+    },
 }
 
 # Per service: syscalls allowed although the recording did not see them, each with its reason.
@@ -120,6 +146,18 @@ EXTRA_ALLOW: Mapping[str, Mapping[str, str]] = {
         "thread (SIGURG through tgkill). It happens only when a check runs long enough, so one "
         "recording in three missed it; denied, preemption would silently fall back to "
         "cooperative",
+    },
+    "gateway-relay": {
+        "sendfile": "never recorded, because splice does the relay's copies when pipe2 works; "
+        "with pipe2 denied (SERVICE_DENIED), Go 1.26 (the pinned toolchain) tries sendfile "
+        "next (any syscall.Conn as the source). The kernel answers EINVAL for a socket "
+        "source, which Go takes as 'not handled', and copies with read/write. Denied, the "
+        "EPERM would end every relayed connection at once (Go treats any error but "
+        "ENOSYS/EINVAL/EOPNOTSUPP as the copy's own): seen with strace, checked by `verify`",
+        "tgkill": "the Go runtime of the relay and of its healthcheck preempts a long-running "
+        "goroutine by signalling its thread (SIGURG through tgkill). Timing decides whether a "
+        "recording sees it (as for the proxy's healthcheck); denied, preemption would silently "
+        "fall back to cooperative",
     },
 }
 

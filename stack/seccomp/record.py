@@ -40,8 +40,9 @@ def record(settings: Settings, output_dir: Path, keep_trace: Path | None = None)
         log(f"REVIEW: the workload did not behave as the stack should: {failure}")
     for phase, logs in enumerate(workload.logs, start=1):
         for name, text_log in logs.items():
-            if "FATAL" in text_log or "Operation not permitted" in text_log:
-                log(f"REVIEW: {name}'s log in phase {phase} has FATAL/EPERM lines")
+            alarms = SERVICES[name].log_alarms
+            if any(alarm in text_log for alarm in alarms):
+                log(f"REVIEW: {name}'s log in phase {phase} has lines with one of {alarms}")
     recordings = parse_trace(text, workload.cgroups)
     for name, recording in recordings.items():
         path = SERVICES[name].recorded_file(output_dir)

@@ -1,8 +1,8 @@
 """The private folder and the compose project of one recording or verification run.
 
-The project is a real test stack (compose.yaml + compose/test.yaml: qc-mcp, the egress proxy and
-the QuantConnect API double), with canary credentials, a throwaway test CA and the profiles
-under test for both recorded services, all in the run's own folder.
+The project is a real test stack (compose.yaml + compose/test.yaml: the gateway and its relay,
+qc-mcp, the egress proxy and the QuantConnect API double), with canary credentials, a throwaway
+test CA and the profiles under test for every recorded service, all in the run's own folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stack.compose import ComposeProject
 from stack.process import CommandError
 from stack.seccomp import SeccompError, log
 from stack.seccomp.host import docker
-from stack.seccomp.services import EGRESS_PROXY, QC_MCP, SERVICES
+from stack.seccomp.services import EGRESS_PROXY, GATEWAY, GATEWAY_RELAY, QC_MCP, SERVICES
 from stack.settings import Settings
 from stack.suites import prepare_test_secrets, test_project
 from stack.testca import API_HOST
@@ -31,8 +31,15 @@ RECORD_PROJECT = "qcstack-record"  # every container, network and secret here li
 RECORD_EGRESS_SUBNET = IPv4Network("10.231.252.0/28")
 RECORD_GATEWAY_PORT = 18090  # likewise beside the test stack's 18080 and the operator's 8080
 API_DOUBLE = "qc-api-double"  # compose/test.yaml's QuantConnect API double: not recorded
-WORKLOAD_UID = 10003  # the containers below: neither 10001 nor 10002, so bpftrace skips them
+WORKLOAD_UID = 10003  # the containers below: no service's uid, so bpftrace skips them
 CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
+# The gateway's MCP clients: on the front network (through gateway-relay, as the host's published
+# port is) or on the door network (to the gateway itself, as the relay is).
+GATEWAY_CLIENT_CONTAINER = "qcrec-gateway-client"
+# A held live-trading call waits this long for a person in the record stack (the default is 15
+# minutes): when the gateway's profile lists live tools, the workload's held call is refused once
+# it has waited, through the same hold, poll and deny steps as a person's refusal.
+RECORD_APPROVAL_WAIT_SECONDS = 4
 CANARY_CONTAINER = "qcrec-canary"  # an HTTP canary on the outside network: the denied targets
 CANARY_PORT = 8080
 OUTSIDE_CLIENT_CONTAINER = "qcrec-outside-client"  # a would-be open-proxy user, outside
@@ -43,6 +50,7 @@ OUTSIDE_CLIENT_CONTAINER = "qcrec-outside-client"  # a would-be open-proxy user,
 UPSTREAM_DOWN_CONTAINER = "qcrec-upstream-down"
 OUR_CONTAINERS = (
     CLIENT_CONTAINER,
+    GATEWAY_CLIENT_CONTAINER,
     CANARY_CONTAINER,
     OUTSIDE_CLIENT_CONTAINER,
     UPSTREAM_DOWN_CONTAINER,
@@ -50,7 +58,8 @@ OUR_CONTAINERS = (
 
 
 def network(name: str) -> str:
-    """The Docker name of one of the record project's networks (mcp, egress, outside)."""
+    """The Docker name of one of the record project's networks (front, door, mcp, egress,
+    outside)."""
     return f"{RECORD_PROJECT}_{name}"
 
 
@@ -59,6 +68,17 @@ def container_state(container: str) -> dict[str, object]:
         docker("inspect", "-f", "{{json .State}}", container).stdout
     )
     return state
+
+
+# The exit codes of a clean stop (SIGTERM through docker-init), in the order `stop` stops them.
+# Python's servers end with 0, or 143 when uvicorn re-raises SIGTERM at itself; the relay and
+# squid exit 0.
+CLEAN_EXIT_CODES: Mapping[str, tuple[int, ...]] = {
+    GATEWAY_RELAY.name: (0,),
+    GATEWAY.name: (0, 143),
+    QC_MCP.name: (0, 143),
+    EGRESS_PROXY.name: (0,),
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,14 @@ class Running:
     @property
     def proxy(self) -> str:
         return self.containers[EGRESS_PROXY.name]
+
+    @property
+    def gateway(self) -> str:
+        return self.containers[GATEWAY.name]
+
+    @property
+    def relay(self) -> str:
+        return self.containers[GATEWAY_RELAY.name]
 
 
 @dataclass(frozen=True)
@@ -106,9 +134,14 @@ class Stage:
             SERVICES[name].profile_file(self.profile_dir).write_text(text, encoding="utf-8")
         prepare_test_secrets(self.settings, self.secrets)
 
+    def stack_settings(self) -> Settings:
+        """The settings the stack is rendered from: the operator's, with a short approval wait."""
+        gateway = {**self.settings.gateway, "approval_wait_seconds": RECORD_APPROVAL_WAIT_SECONDS}
+        return self.settings.model_copy(update={"gateway": gateway})
+
     def project(self) -> ComposeProject:
         return test_project(
-            self.settings,
+            self.stack_settings(),
             RECORD_PROJECT,
             egress_subnet=RECORD_EGRESS_SUBNET,
             gateway_port=RECORD_GATEWAY_PORT,
@@ -167,28 +200,49 @@ class Stage:
             time.sleep(0.2)
         raise SeccompError(f"{CANARY_CONTAINER} has no address on {network('outside')}")
 
+    def stop_service(self, running: Running, name: str) -> str:
+        """Stops one service the way Docker does (SIGTERM to docker-init), checks that it ended
+        cleanly, and returns its log."""
+        started = time.monotonic()
+        self.project().run("stop", "--timeout", "15", name)
+        took = time.monotonic() - started
+        container = running.containers[name]
+        state = container_state(container)
+        log(
+            f"{name} stopped in {took:.1f}s: exit code {state['ExitCode']}, "
+            f"OOMKilled {state['OOMKilled']}"
+        )
+        if state["OOMKilled"] or state["ExitCode"] not in CLEAN_EXIT_CODES[name]:
+            raise SeccompError(f"{name} did not stop cleanly: {state}")
+        done = docker("logs", container)
+        return done.stdout + done.stderr
+
+    def start_again(self, running: Running, name: str, timeout: float = 120) -> None:
+        """Starts a stopped service's container again (the same container, its volume kept) and
+        waits until every service is healthy. Not `up --wait`: that gives up at once on a
+        service that is unhealthy meanwhile, as the relay is while the gateway is down, instead
+        of waiting for its next check."""
+        self.project().run("start", name)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = {
+                service: docker(
+                    "inspect", "-f", "{{.State.Health.Status}}", container
+                ).stdout.strip()
+                for service, container in running.containers.items()
+            }
+            if all(value == "healthy" for value in status.values()):
+                return
+            if time.monotonic() > deadline:
+                raise SeccompError(f"not healthy {timeout:.0f}s after {name} started: {status}")
+            time.sleep(1)
+
     def stop(self, running: Running) -> dict[str, str]:
-        """Stops qc-mcp, then the proxy, the way Docker does (SIGTERM to docker-init); checks
-        both ended cleanly; returns their logs; then takes the project down."""
-        project = self.project()
-        expected_exit = {QC_MCP.name: (0, 143), EGRESS_PROXY.name: (0,)}
-        logs = {}
-        for name, exit_codes in expected_exit.items():
-            started = time.monotonic()
-            project.run("stop", "--timeout", "15", name)
-            took = time.monotonic() - started
-            container = running.containers[name]
-            state = container_state(container)
-            log(
-                f"{name} stopped in {took:.1f}s: exit code {state['ExitCode']}, "
-                f"OOMKilled {state['OOMKilled']}"
-            )
-            if state["OOMKilled"] or state["ExitCode"] not in exit_codes:
-                raise SeccompError(f"{name} did not stop cleanly: {state}")
-            done = docker("logs", container)
-            logs[name] = done.stdout + done.stderr
+        """Stops each service, clients first (the relay, the gateway, qc-mcp, then the proxy);
+        checks each ended cleanly; returns their logs; then takes the project down."""
+        logs = {name: self.stop_service(running, name) for name in CLEAN_EXIT_CODES}
         self.remove_our_containers()  # attached to the outside network, which down removes
-        project.down(remove_volumes=True)
+        self.project().down(remove_volumes=True)
         return logs
 
     def remove_our_containers(self) -> None:

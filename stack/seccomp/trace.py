@@ -19,6 +19,7 @@ from stack.seccomp import SeccompError, log
 from stack.seccomp.host import HOST_ENVIRONMENT, docker
 from stack.seccomp.profile import (
     CLONE_NEW_MASK,
+    EXTRA_ALLOW,
     RUNC_INIT_KEPT,
     SERVICE_DENIED,
     SOCKET_FAMILIES,
@@ -70,7 +71,7 @@ tracepoint:syscalls:sys_enter_clone /UIDS/ {
 
 class Tracer:
     """bpftrace counting every syscall made as the services' uids (10001 qc-mcp, 10002
-    egress-proxy), keyed by cgroup (v2 id), process and comm.
+    egress-proxy, 10004 gateway, 10005 gateway-relay), keyed by cgroup (v2 id), process and comm.
 
     The cgroup, not the pid namespace: a namespace's inode number is reused as soon as the
     namespace is freed, so while other stacks start and stop (a test stack, the mutation check),
@@ -228,6 +229,44 @@ def check_recording(recording: Recording) -> list[str]:
     return notes
 
 
+def reviewed_lines(recording: Recording) -> list[str]:
+    """The header's account of the reviewed decisions in stack/seccomp/profile.py that apply to
+    this recording: what the profile leaves out although recorded, the socket families it
+    denies although seen, and what it allows although not seen; each with its reason."""
+    name = recording.service.name
+    left_out = not_allowed(name)
+    seen_families = {family for family, _, _ in recording.socket_calls}
+    sections = [
+        (
+            "recorded, left out of the profile on purpose (RUNC_INIT_ONLY, SERVICE_DENIED)",
+            {n: left_out[n] for n in recording.names if n in left_out},
+        ),
+        (
+            "socket families seen, denied on purpose (SOCKET_FAMILIES_DENIED)",
+            {
+                family_name(f): reason
+                for f, reason in SOCKET_FAMILIES_DENIED.get(name, {}).items()
+                if f in seen_families
+            },
+        ),
+        ("allowed although not always recorded (EXTRA_ALLOW)", EXTRA_ALLOW.get(name, {})),
+    ]
+    lines = []
+    for title, reasons in sections:
+        if not reasons:
+            continue
+        lines.append(f"# {title}:")
+        for item, reason in sorted(reasons.items()):
+            lines += textwrap.wrap(
+                f"{item}: {reason}",
+                width=98,
+                initial_indent="# - ",
+                subsequent_indent="#     ",
+                break_on_hyphens=False,
+            )
+    return lines
+
+
 def write_recorded(recording: Recording, path: Path, image: str, project: str) -> None:
     service = recording.service
     docker_version = docker("version", "--format", "{{.Server.Version}}").stdout.strip()
@@ -278,5 +317,6 @@ def write_recorded(recording: Recording, path: Path, image: str, project: str) -
         ),
     ):
         header += wrap(f"{title} ({len(names)}): {' '.join(names)}")
+    header += reviewed_lines(recording)
     header.append(f"# {len(recording.names)} syscalls:")
     path.write_text("\n".join([*header, *recording.names]) + "\n", encoding="utf-8")

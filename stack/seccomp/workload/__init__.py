@@ -24,5 +24,6 @@ PROBES = (
 
 
 def workload_source(name: str) -> str:
-    """The text of a workload script: mcp_client, proxy_requests, deny_check or probes/<name>."""
+    """The text of a workload script: mcp_client, gateway_client, gateway_admin, proxy_requests,
+    deny_check or probes/<name>."""
     return (SOURCES / f"{name}.py").read_text(encoding="utf-8")
