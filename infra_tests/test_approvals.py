@@ -1,6 +1,7 @@
-"""GW-03 and GW-05 on the running stack: a held live deployment is approved by a person in a real
-headless Chromium before it runs; the responder's token engages lockdown, which only an admin
-lifts; the agent's bearer token does neither."""
+"""GW-03, GW-04 and GW-05 on the running stack: a held live deployment is approved by a person in a
+real headless Chromium before it runs, with brokerage credentials the gateway fills in from its
+own store; the responder's token engages lockdown, which only an admin lifts; the agent's bearer
+token does neither."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from gateway.brokerages import CONFIGURATION_KEY
 from infra_tests.conftest import Container, double_records, stack_container
 from infra_tests.dockerhost import DockerHost
 from infra_tests.doubles.qc_api import BACKTESTS, LIVE_CREATED
 from stack.settings import Settings
 from stack.testdata import (
+    CANARY_BROKERAGE_PASSWORD,
     TEST_ADMIN_NAME,
     TEST_ADMIN_PASSWORD,
     TEST_GATEWAY_TOKEN,
@@ -44,20 +47,15 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-BROKERAGE_PASSWORD = "canary-ib-password-5e0d9a71"  # noqa: S105 -- must never be shown
+BROKERAGE_PASSWORD = CANARY_BROKERAGE_PASSWORD  # in the gateway's store; never to be shown
 DEPLOY = {
     "model": {
         "versionId": "-1",
         "projectId": 23456789,
         "compileId": "5d1f2cba3a0ec7407c566614300502b5-173e0419674daf4144ce7c9931155ca8",
         "nodeId": "LN-c54129e1b4f667613d3f34542b787771",
-        "brokerage": {
-            "id": "InteractiveBrokersBrokerage",
-            "ib-user-name": "qcstack-test-trader",
-            "ib-account": "DU1234567",
-            "ib-password": BROKERAGE_PASSWORD,
-            "ib-weekly-restart-utc-time": "22:00:00",
-        },
+        # The agent names the operator's configuration; the gateway fills in its settings.
+        "brokerage": {"id": "InteractiveBrokersBrokerage", CONFIGURATION_KEY: "ib-canary"},
     }
 }
 CALL_SECONDS = 150.0
@@ -201,6 +199,7 @@ def settle(browser: Any, condition: Any) -> None:
 
 
 @pytest.mark.control("GW-03", "behaviour")
+@pytest.mark.control("GW-04", "behaviour")
 def test_person_approves_a_held_live_deployment_in_a_browser_and_only_then_it_runs(
     docker: DockerHost,
     gateway: Container,
@@ -240,8 +239,9 @@ def test_person_approves_a_held_live_deployment_in_a_browser_and_only_then_it_ru
     assert LIVE_CREATED["deployId"] in answer["text"]
     created = live_creations(docker, api_double)[before:]
     assert len(created) == 1
-    # The deployment went to QuantConnect with its real arguments, brokerage password included.
+    # The deployment went to QuantConnect with the stored settings the gateway filled in.
     assert BROKERAGE_PASSWORD in created[0]["body"]
+    assert CONFIGURATION_KEY not in created[0]["body"]
 
     events = [e for e in audit_log(docker, gateway) if e.get("approval") == approval["id"]]
     assert [e["event"] for e in events] == ["waiting", "admin-approve", "approved"]
@@ -370,3 +370,52 @@ def test_audit_log_verifies_inside_the_gateway(docker: DockerHost, gateway: Cont
     result = docker.run("docker exec %s /usr/bin/python3 -m gateway.audit verify", gateway.id)
     assert result.rc == 0, result.stderr
     assert "intact" in result.stdout
+
+
+@pytest.mark.control("GW-04", "config")
+def test_brokerage_store_is_a_read_only_secret_file_of_the_gateway(
+    docker: DockerHost, gateway: Container, project: str
+) -> None:
+    store = [m for m in gateway.attrs["Mounts"] if m["Destination"].endswith("/gateway_brokerages")]
+    assert [(m["Destination"], m["Type"], m["RW"]) for m in store] == [
+        ("/run/secrets/gateway_brokerages", "bind", False)
+    ]
+    for service in ("gateway", "gateway-relay", "qc-mcp", "egress-proxy"):
+        container = docker.container_id(project, service)
+        assert BROKERAGE_PASSWORD not in docker.check("docker inspect %s", container), service
+
+
+@pytest.mark.control("GW-04", "behaviour")
+def test_agent_sending_brokerage_credentials_itself_is_refused(
+    docker: DockerHost, gateway: Container, gateway_url: str, calls: ThreadPoolExecutor
+) -> None:
+    typed = f"agent-typed-password-{secrets.token_hex(8)}"
+    arguments = deployment()
+    arguments["model"]["brokerage"] = {"id": "InteractiveBrokersBrokerage", "ib-password": typed}
+    answer = start_call(calls, gateway_url, "create_live_algorithm", arguments).result(
+        timeout=CALL_SECONDS
+    )
+    assert answer["error"] is True and "come from the gateway's store" in answer["text"]
+    assert typed not in answer["text"]
+    _, pending = admin_api(gateway_url, "GET", "/approvals?state=pending")
+    assert [a for a in pending if a["summary"].get("Node") == arguments["model"]["nodeId"]] == []
+    assert typed not in json.dumps(audit_log(docker, gateway))
+
+
+@pytest.mark.control("GW-04", "behaviour")
+def test_filled_brokerage_password_appears_in_no_log_of_the_stack(
+    docker: DockerHost,
+    project: str,
+    api_double: Container,
+    gateway_url: str,
+    calls: ThreadPoolExecutor,
+) -> None:
+    arguments = deployment()
+    pending = start_call(calls, gateway_url, "create_live_algorithm", arguments)
+    approval = held_approval(gateway_url, pending, arguments["model"]["nodeId"])
+    assert admin_api(gateway_url, "POST", f"/approvals/{approval['id']}/approve")[0] == 200
+    assert pending.result(timeout=CALL_SECONDS)["error"] is False
+    assert any(BROKERAGE_PASSWORD in r["body"] for r in live_creations(docker, api_double))
+    for service in ("gateway", "gateway-relay", "qc-mcp", "egress-proxy"):
+        logs = docker.run("docker logs %s", docker.container_id(project, service))
+        assert BROKERAGE_PASSWORD not in logs.stdout + logs.stderr, service
