@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,9 +131,11 @@ class PolicyMiddleware(Middleware):
                 break
             await asyncio.sleep(APPROVAL_POLL_SECONDS)
             approval = await asyncio.to_thread(self.gate.approvals.get, held.id)
-        if approval.state is ApprovalState.PENDING:
+        if approval.state in (ApprovalState.PENDING, ApprovalState.EXPIRED):
+            # The approval's lifetime is the wait: whichever ends first, nobody decided in time.
             waited = f"no decision within {self.gate.approval_wait_seconds:.0f}s"
-            await asyncio.to_thread(self.gate.approvals.deny, held.id, f"gateway ({waited})")
+            with contextlib.suppress(ApprovalError):  # already expired: nothing left to close
+                await asyncio.to_thread(self.gate.approvals.deny, held.id, f"gateway ({waited})")
             await self._audit({**call, "event": "approval-timeout", "approval": held.id})
             raise ToolError(PREFIX + f"not run: approval {held.id} got {waited}")
         if approval.state is ApprovalState.APPROVED and self.gate.lockdown.state().locked:

@@ -125,6 +125,22 @@ async def test_unanswered_approval_times_out(client: Client[Any], gate: Gate) ->
     assert gate.approvals.all()[0].state is ApprovalState.DENIED
 
 
+async def test_approval_expiring_with_the_wait_is_a_timeout(tmp_path: Path, gate: Gate) -> None:
+    # The store's lifetime equals the wait (as the server builds it): the approval expires at the
+    # moment the wait ends, and the call must still end as a timeout, audited as one.
+    object.__setattr__(gate, "approval_wait_seconds", 0.6)
+    object.__setattr__(gate, "approvals", ApprovalStore(tmp_path / "short", ttl_seconds=0.3))
+    proxy = create_proxy(
+        upstream_with_qc_mcp_tool_names(),
+        name="qcstack-gateway",
+        middleware=[PolicyMiddleware(gate)],
+    )
+    async with Client(proxy) as short:
+        result = await call(short, "create_live_algorithm", DEPLOY)
+    assert result.is_error and "no decision" in result.content[0].text
+    assert audit_events(gate)[-1]["event"] == "approval-timeout"
+
+
 async def test_brokerage_secret_never_reaches_the_audit_log(
     client: Client[Any], gate: Gate
 ) -> None:
