@@ -59,6 +59,12 @@ DENIED_ON_PURPOSE = {
     "gateway": {"prctl"},
     "gateway-relay": {"prctl", "pipe2", "splice"},
 }
+# What the gateway itself does on its state volume: the audit log (an O_APPEND write, fsync),
+# each held call's approval and the lockdown flag (a temporary file, fsync, rename over the old
+# one, fsync of the folder), the store's writability probe at start (unlink). The server's own
+# use of rename came with the admin side (approvals decided and lockdown engaged through it);
+# before, only the exec'd flag-file tool called it.
+GATEWAY_STATE_WRITES = {"openat", "write", "fsync", "rename", "unlink", "mkdir", "newfstatat"}
 REFUSED_SOCKET_FAMILIES = {
     "AF_KEY": 15,
     "AF_NETLINK": 16,
@@ -249,6 +255,11 @@ def test_profile_leaves_out_what_was_denied_on_purpose(service: str) -> None:
     assert DENIED_ON_PURPOSE[service] <= recorded, "reviewed denials of calls no longer recorded"
     for name in DENIED_ON_PURPOSE[service]:
         assert_refused_with_eperm(service, name)
+
+
+@control
+def test_gateway_profile_allows_its_atomic_writes_to_the_state_volume() -> None:
+    assert allowed_names(load("gateway"), unconditional=True) >= GATEWAY_STATE_WRITES
 
 
 @control

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.policy import Profile, listed
+from gateway.settings import GatewaySettings
 from gateway.tools import TOOL_KINDS
-from stack.seccomp import SeccompError, log
+from stack.seccomp import SeccompError, admin, log
 from stack.seccomp.host import HOST_ENVIRONMENT, docker
 from stack.seccomp.services import GATEWAY, GATEWAY_RELAY, QC_MCP, SERVICES
 from stack.seccomp.stage import (
@@ -26,6 +27,7 @@ from stack.seccomp.stage import (
     CLIENT_CONTAINER,
     GATEWAY_CLIENT_CONTAINER,
     OUTSIDE_CLIENT_CONTAINER,
+    RATE_LIMITED_TOOL,
     RECORD_GATEWAY_PORT,
     WORKLOAD_UID,
     Running,
@@ -144,8 +146,8 @@ def gateway_profiles(tools: set[str]) -> list[str]:
 def check_gateway_report(
     report: dict[str, Any], *, upstream_up: bool, lockdown: bool
 ) -> tuple[list[str], list[str]]:
-    """(failures, the profiles the listed tools fit) of one gateway client run. Expectations
-    come from the tools the gateway lists, so that any profile the stack runs with passes."""
+    """(failures, the profiles the listed tools fit) of one gateway client run. The listed tools
+    must be one profile's (the record stack runs live; paper lists the same tools)."""
     failures = []
     refusals = report["refusals"]
     for case in ("no token", "wrong token"):
@@ -177,9 +179,11 @@ def check_gateway_report(
     else:
         expect("read_mcp_server_version", True)
         expect("no_such_tool", False, GATEWAY_REFUSAL)
-        # refused in every profile: not listed (research), not the paper brokerage (paper), or
-        # held and never approved (live, after the record stack's short approval wait)
-        expect("create_live_algorithm", False, GATEWAY_REFUSAL)
+        # refused before it is held: brokerage secrets come from the gateway's store (GW-04)
+        expect("create_live_algorithm", False, "brokerage settings come from the gateway's store")
+        status, text = calls[RATE_LIMITED_TOOL][-1]
+        if status == "ok" or GATEWAY_REFUSAL + f"rate limit of {RATE_LIMITED_TOOL}" not in text:
+            failures.append(f"{RATE_LIMITED_TOOL}'s second call: {status}: {text[:200]}")
     return failures, profiles
 
 
@@ -223,12 +227,51 @@ def gateway_admin(running: Running, action: str) -> dict[str, Any]:
 
 
 def check_audit(running: Running, more_than: int = 0) -> int:
-    """The audit log's chain holds and has grown past `more_than` entries; returns its length."""
+    """The audit log's chain holds and has grown past `more_than` entries, read by
+    gateway_admin.py and by the gateway's own verifier (`python3 -m gateway.audit verify`, as
+    `qcstack audit verify` runs it); returns its length."""
     audit = gateway_admin(running, "audit")
     log(f"gateway audit log: {audit}")
     if not audit["ok"] or audit["entries"] <= more_than:
         raise SeccompError(f"the audit log is broken or did not grow past {more_than}: {audit}")
+    done = docker(
+        "exec", running.gateway, "/usr/bin/python3", "-m", "gateway.audit", "verify",
+        check=False, timeout=60,
+    )  # fmt: skip
+    said = (done.stdout + done.stderr).strip()
+    log(f"python3 -m gateway.audit verify: {done.returncode}: {said}")
+    if done.returncode != 0 or f"intact, {audit['entries']} entries" not in said:
+        raise SeccompError(f"python3 -m gateway.audit verify: {done.returncode}: {said}")
     return int(audit["entries"])
+
+
+def max_request_bytes(stage: Stage) -> int:
+    """The largest MCP request the record stack's gateway accepts (its settings, or the
+    default)."""
+    default = GatewaySettings.model_fields["max_request_bytes"].default
+    return int(stage.settings.gateway.get("max_request_bytes", default))
+
+
+def exercise_admin_side(stage: Stage, running: Running) -> list[str]:
+    """Held deployments decided on the admin side (admin.deploy_with_approvals, with a session
+    through the relay while the responder's lockdown holds), then the requests the gateway must
+    refuse; returns the failures of the latter."""
+    admin.deploy_with_approvals(
+        stage,
+        running,
+        lambda: run_gateway_client(stage, "relay", upstream_up=True, lockdown=True),
+    )
+    return admin.send_refused_requests(max_request_bytes(stage))
+
+
+def check_gateway_log(text: str) -> list[str]:
+    """The access log has a line for a refused request, and never the query string."""
+    failures = []
+    if "POST /mcp 413 from" not in text:
+        failures.append("the gateway's access log has no line for the refused POST /mcp (413)")
+    if admin.QUERY_CANARY in text:
+        failures.append("the gateway's log shows a query string (with a token in it)")
+    return failures
 
 
 def exercise_lockdown(stage: Stage, running: Running) -> None:
@@ -415,6 +458,7 @@ def drive_workload(
     stage.stop_upstream()
     run_client(stage, expect_success=False)
     run_gateway_client(stage, "relay", upstream_up=False)
+    admin.deploy_with_upstream_down(stage)
     for name in SERVICES:
         wait_for_healthchecks(running.containers[name], 3)
     workload.logs.append(stage.stop(running))
@@ -425,6 +469,7 @@ def drive_workload(
     run_client(stage, expect_success=True)
     for route in GATEWAY_ROUTES:
         run_gateway_client(stage, route, upstream_up=True)
+    workload.failures += exercise_admin_side(stage, running)
     published_port(gateway_up=True)
     audited = check_audit(running)
     run_probes(running.qc_mcp)
@@ -446,4 +491,5 @@ def drive_workload(
     for name in SERVICES:
         wait_for_healthchecks(running.containers[name], 3)
     workload.logs.append(stage.stop(running))
+    workload.failures += check_gateway_log(workload.logs[-1][GATEWAY.name])
     return workload

@@ -58,7 +58,9 @@ QC_MCP = Service(
     workload=(
         "server start and stop, healthchecks, MCP initialize/list_tools/call_tool sessions, "
         "direct and the gateway's (upstream down: the proxy answers 503; then through the egress "
-        "proxy to the QuantConnect API double), docker pause/unpause, SIGSTOP/SIGCONT, requests "
+        "proxy to the QuantConnect API double), live deployments the gateway passed on once "
+        "approved (with the stored brokerage settings filled in), list_backtests for the approval "
+        "page, docker pause/unpause, SIGSTOP/SIGCONT, requests "
         "to the proxy that it refuses, and the benign docker exec probes (/tmp writes, /proc "
         "reads, fork/fd limits, noexec exec, setuid, sockets, ctypes, threads, signals, orphan "
         "reaping, /proc/<pid>/fd/1 writes). Never the denied-syscall checks."
@@ -74,7 +76,8 @@ EGRESS_PROXY = Service(
     python=False,
     workload=(
         "squid start and clean stop (SIGTERM, exit 0), healthchecks, the MCP sessions' "
-        "CONNECT tunnels to the QuantConnect API double (and 503s while it is down), a bare "
+        "CONNECT tunnels to the QuantConnect API double (and 503s while it is down), among them "
+        "the approved live deployments' and the approval page's, a bare "
         "allowed tunnel, requests it denies (CONNECT to another name, to a .invalid name, to an "
         "IP literal, to another port; a plain GET http://; a malformed request; a client outside "
         "its subnet), docker pause/unpause, SIGSTOP/SIGCONT."
@@ -87,16 +90,26 @@ GATEWAY = Service(
     main="the gateway (python3 -m gateway: uvicorn, the FastMCP proxy to qc-mcp)",
     execd=(
         "docker exec'd /usr/local/bin/healthcheck (Go, static): the healthchecks; and python3, "
-        "as an operator's tooling: the lockdown flag and the audit log's verification"
+        "as an operator's tooling: the lockdown flag, the audit log's verification (also as "
+        "`python3 -m gateway.audit verify`)"
     ),
     workload=(
-        "gateway start, clean stop (SIGTERM) and restart on its state volume (the audit log "
-        "reopened and its chain read back), healthchecks, MCP sessions through gateway-relay and "
-        "directly (initialize, list_tools as its profile lists them, reads answered by the "
-        "QuantConnect API double through qc-mcp, or failing while it is down; an unknown tool "
-        "and a live-trading tool refused; 401 without the bearer token or with a wrong one), "
-        "each call audited (O_APPEND write and fsync), lockdown engaged and lifted through its "
-        "flag file with calls refused meanwhile, docker pause/unpause, SIGSTOP/SIGCONT."
+        "gateway start (profile live), clean stop (SIGTERM) and restart on its state volume (the "
+        "audit log reopened and its chain read back), healthchecks, MCP sessions through "
+        "gateway-relay and directly (initialize, list_tools, reads answered by the QuantConnect "
+        "API double through qc-mcp, or failing while it is down; an unknown tool, a deployment "
+        "carrying brokerage secrets and a rate-limited call refused; 401 without the bearer "
+        "token or with a wrong one), each call audited (O_APPEND write and fsync); "
+        "create_live_algorithm calls naming the stored brokerage configuration held (approval "
+        "files written atomically) and decided from the host: approved through the JSON admin "
+        "API (HTTP Basic) and on the approval pages (login form with a wrong password first, "
+        "session cookie, CSRF tokens, the held call's page with the latest backtest from "
+        "qc-mcp), denied through both; the approved ones run with the stored settings filled in "
+        "and scrubbed from the answers (one failing while the upstream is down); lockdown "
+        "engaged with the responder's token (an approval refused meanwhile) and lifted by the "
+        "admin, and through its flag file, with calls refused meanwhile; malformed MCP requests "
+        "(415, 400, 413 stated and chunked) and refused admin requests (415, 400, 413, 401, 403, "
+        "404, 421), each in the access log; docker pause/unpause, SIGSTOP/SIGCONT."
     ),
 )
 GATEWAY_RELAY = Service(
@@ -109,8 +122,10 @@ GATEWAY_RELAY = Service(
     python=False,
     workload=(
         "relay start, clean stop (SIGTERM, exit 0) and restart, healthchecks through it to the "
-        "gateway, the MCP sessions and refused (401) requests of the gateway's clients on its "
-        "network and from the host's published loopback port, connections while the gateway is "
+        "gateway, the MCP sessions (held live deployments among them) and refused (401) requests "
+        "of the gateway's clients on its network, and from the host's published loopback port "
+        "the admin API, the approval pages and requests the gateway refuses (a 1 MiB body, "
+        "stated and chunked, cut off by the gateway's 413), connections while the gateway is "
         "down (the dial fails, the client is closed), docker pause/unpause, SIGSTOP/SIGCONT."
     ),
 )

@@ -36,10 +36,20 @@ CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
 # The gateway's MCP clients: on the front network (through gateway-relay, as the host's published
 # port is) or on the door network (to the gateway itself, as the relay is).
 GATEWAY_CLIENT_CONTAINER = "qcrec-gateway-client"
-# A held live-trading call waits this long for a person in the record stack (the default is 15
-# minutes): when the gateway's profile lists live tools, the workload's held call is refused once
-# it has waited, through the same hold, poll and deny steps as a person's refusal.
-RECORD_APPROVAL_WAIT_SECONDS = 4
+GATEWAY_LIVE_CONTAINER = "qcrec-gateway-live"  # an agent's held live deployments, on front
+# The gateway of the record stack, set in a compose override of the run's own (its environment
+# wins over both the settings' env_file and compose/test.yaml): profile live, so that
+# create_live_algorithm is held for a person, who is the workload on the admin side; a wait long
+# enough for it to decide every held call through the admin API or the approval pages (the
+# default is 15 minutes); and one low rate limit, on a tool the gateway's client calls twice, so
+# that the second call is refused (instead of compose/test.yaml's limit for its own suite, which
+# the workload's sessions would run into).
+RATE_LIMITED_TOOL = "read_latest_mcp_server_version"
+RECORD_GATEWAY_ENVIRONMENT: Mapping[str, str] = {
+    "QCSTACK_GATEWAY_PROFILE": "live",
+    "QCSTACK_GATEWAY_APPROVAL_WAIT_SECONDS": "120",
+    "QCSTACK_GATEWAY_RATE_LIMITS": json.dumps({RATE_LIMITED_TOOL: "1/3600"}),
+}
 CANARY_CONTAINER = "qcrec-canary"  # an HTTP canary on the outside network: the denied targets
 CANARY_PORT = 8080
 OUTSIDE_CLIENT_CONTAINER = "qcrec-outside-client"  # a would-be open-proxy user, outside
@@ -51,6 +61,7 @@ UPSTREAM_DOWN_CONTAINER = "qcrec-upstream-down"
 OUR_CONTAINERS = (
     CLIENT_CONTAINER,
     GATEWAY_CLIENT_CONTAINER,
+    GATEWAY_LIVE_CONTAINER,
     CANARY_CONTAINER,
     OUTSIDE_CLIENT_CONTAINER,
     UPSTREAM_DOWN_CONTAINER,
@@ -124,8 +135,14 @@ class Stage:
         """The qc-mcp image: it also runs the MCP client and the canaries (python3)."""
         return self.settings.image("qc-mcp")
 
+    @property
+    def override(self) -> Path:
+        """The run's compose override: the record stack's gateway settings."""
+        return self.root / "record.yaml"
+
     def prepare(self, profiles: Mapping[str, str]) -> None:
-        """Writes each recorded service's profile, canary secrets and a fresh test CA."""
+        """Writes each recorded service's profile, canary secrets, a fresh test CA and the
+        compose override."""
         missing = set(SERVICES) - set(profiles)
         if missing:
             raise SeccompError(f"no profile for {sorted(missing)}")
@@ -133,16 +150,14 @@ class Stage:
         for name, text in profiles.items():
             SERVICES[name].profile_file(self.profile_dir).write_text(text, encoding="utf-8")
         prepare_test_secrets(self.settings, self.secrets)
-
-    def stack_settings(self) -> Settings:
-        """The settings the stack is rendered from: the operator's, with a short approval wait."""
-        gateway = {**self.settings.gateway, "approval_wait_seconds": RECORD_APPROVAL_WAIT_SECONDS}
-        return self.settings.model_copy(update={"gateway": gateway})
+        override = {"services": {GATEWAY.name: {"environment": dict(RECORD_GATEWAY_ENVIRONMENT)}}}
+        self.override.write_text(json.dumps(override, indent=2) + "\n", encoding="utf-8")
 
     def project(self) -> ComposeProject:
         return test_project(
-            self.stack_settings(),
+            self.settings,
             RECORD_PROJECT,
+            overrides=(self.override,),
             egress_subnet=RECORD_EGRESS_SUBNET,
             gateway_port=RECORD_GATEWAY_PORT,
             secrets_dir=self.secrets,

@@ -141,9 +141,13 @@ def verify(settings: Settings, profile_dir: Path) -> bool:
         log(
             f"verify: {', '.join(SERVICES)} healthy under their profiles; 64 tools from qc-mcp, "
             "the gateway's as its profile lists them, through the relay and directly; "
-            "read_account answered through the proxy by the API double; the gateway's refusals "
-            "(401, unknown and live tools, lockdown) hold, its audit chain verifies after a "
-            "restart; probes pass, proxy denials hold, the deny checks hold in qc-mcp and the "
+            "read_account answered through the proxy by the API double; held live deployments "
+            "approved and denied through the admin API and the approval pages, the approved ones "
+            "run with the stored brokerage settings; the gateway's refusals (401, unknown and "
+            "credentialed live calls, the rate limit, lockdown by the responder and its flag "
+            "file, malformed and refused admin requests) hold, its audit chain verifies (also "
+            "with python3 -m gateway.audit verify) after a restart; probes pass, proxy denials "
+            "hold, the deny checks hold in qc-mcp and the "
             "gateway, every process filtered (Seccomp: 2), clean stops, no EPERM/FATAL in the logs"
         )
     return not failures

@@ -1,5 +1,6 @@
 """MCP clients of the gateway: the bearer token refused and required, sessions that list what the
-gateway's profile shows and call reads, an unknown tool and a live-trading tool."""
+gateway's profile shows and call reads, an unknown tool, a live-trading tool with brokerage
+secrets in its arguments, and a rate-limited tool."""
 
 import asyncio
 import http.client
@@ -13,9 +14,9 @@ from mcp.client.streamable_http import streamablehttp_client
 
 url, token, lockdown = sys.argv[1], sys.argv[2], sys.argv[3] == "lockdown"
 host, port = url.split("/")[2].split(":")
-# A deployment whose brokerage settings carry secrets: the gateway refuses it (not in a research
-# profile, not QuantConnect's paper brokerage, held and not approved, or locked down) and redacts
-# the secrets before it writes the audit entry.
+# A deployment whose brokerage settings carry secrets: the gateway refuses it (brokerage settings
+# come from its own store, or it is locked down) and redacts the secrets before it writes the
+# audit entry.
 DEPLOY = {
     "model": {
         "projectId": 1,
@@ -44,6 +45,9 @@ else:
         ("read_project", {"model": {"projectId": "not-a-number"}}),
         ("no_such_tool", {}),
         ("create_live_algorithm", DEPLOY),
+        # the record stack limits it to one call an hour: the second is refused
+        ("read_latest_mcp_server_version", {}),
+        ("read_latest_mcp_server_version", {}),
     ]
 
 
