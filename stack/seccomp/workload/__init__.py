@@ -23,7 +23,14 @@ PROBES = (
 )
 
 
+MCP_CLIENTS = frozenset({"mcp_client", "gateway_client", "gateway_live"})
+"""The scripts that run mcp_session.py's session() and wait_for_name(): it is put before them."""
+
+
 def workload_source(name: str) -> str:
-    """The text of a workload script: mcp_client, gateway_client, gateway_admin, proxy_requests,
-    deny_check or probes/<name>."""
-    return (SOURCES / f"{name}.py").read_text(encoding="utf-8")
+    """The text of a workload script: mcp_client, gateway_client, gateway_live, gateway_admin,
+    proxy_requests, deny_check or probes/<name>."""
+    source = (SOURCES / f"{name}.py").read_text(encoding="utf-8")
+    if name in MCP_CLIENTS:
+        source = (SOURCES / "mcp_session.py").read_text(encoding="utf-8") + "\n" + source
+    return source

@@ -1,16 +1,12 @@
 """MCP clients of the gateway: the bearer token refused and required, sessions that list what the
 gateway's profile shows and call reads, an unknown tool, a live-trading tool with brokerage
-secrets in its arguments, and a rate-limited tool."""
+secrets in its arguments, and a rate-limited tool. (session() and wait_for_name():
+mcp_session.py, prepended.)"""
 
 import asyncio
 import http.client
 import json
-import socket
 import sys
-import time
-
-from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
 
 url, token, lockdown = sys.argv[1], sys.argv[2], sys.argv[3] == "lockdown"
 host, port = url.split("/")[2].split(":")
@@ -90,42 +86,13 @@ def refusals():
     }
 
 
-async def session(calls):
-    out = {"calls": []}
-    headers = {"Authorization": "Bearer " + token}
-    async with (
-        streamablehttp_client(url, headers=headers) as (read, write, _),
-        ClientSession(read, write) as s,
-    ):
-        await s.initialize()
-        await s.send_ping()
-        out["tools"] = sorted(t.name for t in (await s.list_tools()).tools)
-        for method in (s.list_prompts, s.list_resources):
-            try:
-                await method()
-            except Exception as error:
-                out.setdefault("other_errors", []).append(repr(error)[:120])
-        for name, arguments in calls:
-            try:
-                result = await asyncio.wait_for(s.call_tool(name, arguments), 90)
-                text = " ".join(getattr(c, "text", "") for c in result.content)
-                out["calls"].append([name, "error" if result.isError else "ok", text[:200]])
-            except Exception as error:
-                out["calls"].append([name, "exception", repr(error)[:200]])
-    return out
-
-
 async def main():
-    for _ in range(30):  # Docker's DNS may need a moment for a just-created network
-        try:
-            socket.getaddrinfo(host, int(port))
-            break
-        except socket.gaierror:
-            time.sleep(1)
+    wait_for_name(host, port)
     report = {"refusals": refusals()}
-    report["first"] = await session(CALLS)
+    report["first"] = await session(url, CALLS, token, shown=200)
     if not lockdown:
-        report["parallel"] = await asyncio.gather(*(session(CALLS[:3]) for _ in range(2)))
+        parallel = (session(url, CALLS[:3], token, shown=200) for _ in range(2))
+        report["parallel"] = await asyncio.gather(*parallel)
     print(json.dumps(report))
 
 
