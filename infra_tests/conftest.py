@@ -195,19 +195,52 @@ def gateway_client_command(settings: Settings, image: str, *, name: str = "") ->
     )
 
 
-def gateway_session(
-    docker: DockerHost, settings: Settings, image: str, calls: list[tuple[str, dict[str, Any]]]
-) -> McpSession:
-    """Runs an MCP client through the gateway's loopback port with the test bearer token."""
-    output = docker.check(
-        gateway_client_command(settings, image) + " -c %s %s %s %s",
+def gateway_client_arguments(
+    settings: Settings, calls: list[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """What follows gateway_client_command: the MCP client probe, the gateway's URL, the calls and
+    the token's path."""
+    return [
+        "-c",
         (PROBES / "mcp_client.py").read_text(),
         f"http://127.0.0.1:{settings.test_gateway_port}/mcp",
         json.dumps(calls),
         TOKEN_IN_CLIENT,
+    ]
+
+
+def gateway_calls(
+    docker: DockerHost, settings: Settings, image: str, calls: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Runs an MCP client through the gateway's loopback port with the test bearer token; returns
+    the tools it listed and each call's result, in order."""
+    arguments = gateway_client_arguments(settings, calls)
+    output = docker.check(
+        gateway_client_command(settings, image) + " %s" * len(arguments), *arguments
     )
-    data = json.loads(output.strip().splitlines()[-1])
+    data: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return data
+
+
+def gateway_session(
+    docker: DockerHost, settings: Settings, image: str, calls: list[tuple[str, dict[str, Any]]]
+) -> McpSession:
+    """gateway_calls, with each call's result by tool name."""
+    data = gateway_calls(docker, settings, image, calls)
     return McpSession(data["tools"], {call["tool"]: call for call in data["calls"]})
+
+
+GATEWAY_STATE = "/var/lib/qcstack-gateway"
+
+
+def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
+    """Every entry of the gateway's audit log, read inside its container (it has no cat); a torn
+    line fails here."""
+    read = "import sys; print(open(sys.argv[1]).read(), end='')"
+    text = docker.check(
+        "docker exec %s /usr/bin/python3 -c %s %s", gateway.id, read, f"{GATEWAY_STATE}/audit.jsonl"
+    )
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")

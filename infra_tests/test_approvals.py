@@ -23,7 +23,13 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from gateway.brokerages import CONFIGURATION_KEY
-from infra_tests.conftest import Container, double_records, stack_container
+from infra_tests.conftest import (
+    GATEWAY_STATE,
+    Container,
+    double_records,
+    gateway_audit,
+    stack_container,
+)
 from infra_tests.dockerhost import DockerHost
 from infra_tests.doubles.qc_api import BACKTESTS, LIVE_CREATED
 from stack.settings import Settings
@@ -59,7 +65,6 @@ DEPLOY = {
     }
 }
 CALL_SECONDS = 150.0
-STATE = "/var/lib/qcstack-gateway"
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +151,6 @@ def held_approval(url: str, pending: Future[dict[str, Any]], node: str) -> dict[
 
 def live_creations(docker: DockerHost, api_double: Container) -> list[dict[str, Any]]:
     return [r for r in double_records(docker, api_double) if r["path"].endswith("/live/create")]
-
-
-def audit_log(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
-    read = "import sys; print(open(sys.argv[1]).read(), end='')"  # the image has no cat
-    text = docker.check(
-        "docker exec %s /usr/bin/python3 -c %s %s", gateway.id, read, f"{STATE}/audit.jsonl"
-    )
-    return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.fixture
@@ -243,10 +240,10 @@ def test_person_approves_a_held_live_deployment_in_a_browser_and_only_then_it_ru
     assert BROKERAGE_PASSWORD in created[0]["body"]
     assert CONFIGURATION_KEY not in created[0]["body"]
 
-    events = [e for e in audit_log(docker, gateway) if e.get("approval") == approval["id"]]
+    events = [e for e in gateway_audit(docker, gateway) if e.get("approval") == approval["id"]]
     assert [e["event"] for e in events] == ["waiting", "admin-approve", "approved"]
     assert events[-1]["approved_by"] == TEST_ADMIN_NAME
-    assert BROKERAGE_PASSWORD not in json.dumps(audit_log(docker, gateway))
+    assert BROKERAGE_PASSWORD not in json.dumps(gateway_audit(docker, gateway))
 
 
 @pytest.mark.control("GW-03", "behaviour")
@@ -311,7 +308,7 @@ def test_responder_token_is_a_secret_of_its_own_and_lockdown_lives_on_the_state_
     assert responder["RW"] is False
     source = docker.host.file(responder["Source"])
     assert (source.uid, source.mode) == (10004, 0o400)
-    assert mounts[STATE]["Type"] == "volume" and mounts[STATE]["RW"] is True
+    assert mounts[GATEWAY_STATE]["Type"] == "volume" and mounts[GATEWAY_STATE]["RW"] is True
 
 
 @pytest.mark.control("GW-05", "behaviour")
@@ -341,7 +338,7 @@ def test_responder_engages_lockdown_which_stops_compute_until_an_admin_lifts_it(
     finally:
         status, state = admin_api(gateway_url, "POST", "/lockdown/lift")
     assert (status, state["locked"], state["by"]) == (200, False, TEST_ADMIN_NAME)
-    events = [e["event"] for e in audit_log(docker, gateway)]
+    events = [e["event"] for e in gateway_audit(docker, gateway)]
     assert "lockdown-engaged" in events and events[-1] == "lockdown-lifted"
 
 
@@ -399,7 +396,7 @@ def test_agent_sending_brokerage_credentials_itself_is_refused(
     assert typed not in answer["text"]
     _, pending = admin_api(gateway_url, "GET", "/approvals?state=pending")
     assert [a for a in pending if a["summary"].get("Node") == arguments["model"]["nodeId"]] == []
-    assert typed not in json.dumps(audit_log(docker, gateway))
+    assert typed not in json.dumps(gateway_audit(docker, gateway))
 
 
 @pytest.mark.control("GW-04", "behaviour")

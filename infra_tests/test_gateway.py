@@ -17,9 +17,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from infra_tests.conftest import (
-    TOKEN_IN_CLIENT,
+    GATEWAY_STATE,
     Container,
     StackContainers,
+    gateway_audit,
+    gateway_calls,
+    gateway_client_arguments,
     gateway_client_command,
     gateway_session,
 )
@@ -27,7 +30,6 @@ from infra_tests.dockerhost import DockerHost
 from stack.settings import Settings
 from stack.testdata import TEST_GATEWAY_TOKEN
 
-STATE_DIR = "/var/lib/qcstack-gateway"
 INITIALIZE = json.dumps(
     {
         "jsonrpc": "2.0",
@@ -67,17 +69,11 @@ def client_image(stack_containers: StackContainers) -> str:
     return str(stack_containers["qc-mcp"].attrs["Image"])
 
 
-def audit_entries(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
-    text = docker.check("docker exec %s /usr/bin/python3 -c %s", gateway.id, READ_AUDIT)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-READ_AUDIT = f"print(open('{STATE_DIR}/audit.jsonl').read(), end='')"
 VERIFY_AUDIT = f"""
 import json
 from pathlib import Path
 from gateway.audit import verify
-result = verify(Path("{STATE_DIR}/audit.jsonl"))
+result = verify(Path("{GATEWAY_STATE}/audit.jsonl"))
 print(json.dumps({{"ok": result.ok, "entries": result.entries, "broken": result.first_broken,
                   "reason": result.reason}}))
 """
@@ -191,38 +187,9 @@ def test_rate_limits_come_from_settings(gateway: Container) -> None:
 def test_agent_calling_past_its_rate_limit_is_refused(
     docker: DockerHost, settings: Settings, client_image: str
 ) -> None:
-    calls = [(LIMITED_TOOL, {})] * 4
-    output = docker.check(
-        gateway_client_command(settings, client_image) + " -c %s %s %s %s",
-        REPEATED_CALLS,
-        f"http://127.0.0.1:{settings.test_gateway_port}/mcp",
-        json.dumps(calls),
-        TOKEN_IN_CLIENT,
-    )
-    results = json.loads(output.strip().splitlines()[-1])
+    results = gateway_calls(docker, settings, client_image, [(LIMITED_TOOL, {})] * 4)["calls"]
     assert [r["error"] for r in results][-1] is True
     assert "rate limit" in results[-1]["text"], results[-1]["text"]
-
-
-REPEATED_CALLS = """
-import asyncio, json, sys
-from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
-
-async def main():
-    headers = {"Authorization": f"Bearer {open(sys.argv[3]).read().strip()}"}
-    async with streamablehttp_client(sys.argv[1], headers=headers) as (read, write, _):
-        async with ClientSession(read, write) as client:
-            await client.initialize()
-            out = []
-            for name, arguments in json.loads(sys.argv[2]):
-                result = await client.call_tool(name, arguments)
-                text = " ".join(getattr(c, "text", "") for c in result.content)
-                out.append({"error": result.isError, "text": text})
-            print(json.dumps(out))
-
-asyncio.run(main())
-"""
 
 
 # GW-07 ----------------------------------------------------------------------------------------
@@ -230,7 +197,7 @@ asyncio.run(main())
 
 @pytest.mark.control("GW-07", "config")
 def test_audit_log_lives_on_the_named_state_volume(gateway: Container, project: str) -> None:
-    state = [m for m in gateway.attrs["Mounts"] if m["Destination"] == STATE_DIR]
+    state = [m for m in gateway.attrs["Mounts"] if m["Destination"] == GATEWAY_STATE]
     assert [(m["Type"], m.get("Name"), m["RW"]) for m in state] == [
         ("volume", f"{project}_gateway_state", True)
     ]
@@ -242,7 +209,7 @@ def test_every_call_is_in_the_hash_chained_audit_log(
 ) -> None:
     marker = f"audit-probe-{time.time_ns()}"
     gateway_session(docker, settings, client_image, [("read_project", {"projectId": marker})])
-    entries = [e for e in audit_entries(docker, gateway) if marker in json.dumps(e)]
+    entries = [e for e in gateway_audit(docker, gateway) if marker in json.dumps(e)]
     assert [e["event"] for e in entries][:1] == ["allow"], entries
     assert entries[-1]["event"] in {"completed", "failed"}
     verified = json.loads(
@@ -255,23 +222,22 @@ def test_every_call_is_in_the_hash_chained_audit_log(
 def test_gateway_killed_mid_stream_loses_no_entry_and_tears_none(
     docker: DockerHost, settings: Settings, gateway: Container, client_image: str, project: str
 ) -> None:
-    before = audit_entries(docker, gateway)
+    before = gateway_audit(docker, gateway)
     client = f"{project}-audit-load"
-    command = gateway_client_command(settings, client_image, name=client) + " -c %s %s %s %s"
-    url = f"http://127.0.0.1:{settings.test_gateway_port}/mcp"
-    calls = json.dumps([("read_account", {})] * 200)
+    command = gateway_client_command(settings, client_image, name=client)
+    arguments = gateway_client_arguments(settings, [("read_account", {})] * 200)
     load = subprocess.Popen(
         [
             "sh",
             "-c",
-            command % tuple(map(shlex.quote, (REPEATED_CALLS, url, calls, TOKEN_IN_CLIENT))),
+            " ".join([command, *map(shlex.quote, arguments)]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
-        while len(audit_entries(docker, gateway)) < len(before) + 20:
+        while len(gateway_audit(docker, gateway)) < len(before) + 20:
             assert time.monotonic() < deadline, "the load never reached the gateway"
             time.sleep(0.2)
         docker.check("kill -KILL %s", str(docker.main_pid(gateway.id)))
@@ -280,7 +246,7 @@ def test_gateway_killed_mid_stream_loses_no_entry_and_tears_none(
         load.wait(timeout=60)
         docker.check("docker start %s", gateway.id)
         wait_healthy(docker, gateway.id)
-    after = audit_entries(docker, gateway)  # each line parsed: a torn one would fail here
+    after = gateway_audit(docker, gateway)  # each line parsed: a torn one would fail here
     assert after[: len(before)] == before
     assert len(after) > len(before) + 20
     verified = json.loads(

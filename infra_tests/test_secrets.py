@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from infra_tests.conftest import Container, McpSession, double_records
+from infra_tests.conftest import (
+    Container,
+    McpSession,
+    double_records,
+    gateway_audit,
+    stack_container,
+)
 from infra_tests.dockerhost import DockerHost
 from stack.testdata import CANARY_API_TOKEN, TEST_GATEWAY_TOKEN
 
@@ -92,13 +98,9 @@ def test_container_logs_do_not_reveal_the_token(
 def test_gateway_audit_log_does_not_reveal_the_token(
     docker: DockerHost, project: str, secret: str
 ) -> None:
-    gateway = docker.container_id(project, "gateway")
-    audit = docker.check(
-        "docker exec %s /usr/bin/python3 -c %s",
-        gateway,
-        "print(open('/var/lib/qcstack-gateway/audit.jsonl').read())",
-    )
-    assert audit.strip(), "the audit log is empty: nothing was checked"
+    entries = gateway_audit(docker, stack_container(docker, project, "gateway"))
+    assert entries, "the audit log is empty: nothing was checked"
+    audit = json.dumps(entries)
     assert KNOWN_SECRETS[secret] not in audit
 
 

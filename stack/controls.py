@@ -418,9 +418,6 @@ CONTROLS: tuple[Control, ...] = (
         disable=_egress_policy(),
         disable_files={"policy.conf": "{policy_for_any_client}"},
     ),
-)
-
-CONTROLS += (
     Control(
         "GW-01",
         "The gateway is the only door: bearer token on every MCP request, compared in constant "
