@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastmcp.server import create_proxy
-from fastmcp.server.providers.proxy import ProxyClient
+from fastmcp.server.providers.proxy import FastMCPProxy
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,7 @@ from gateway.audit import AuditError, AuditLog
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
 from gateway.settings import GatewaySettings, SettingsError, read_secret
+from gateway.upstream import UpstreamPool
 
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -59,13 +61,18 @@ def build_gate(settings: GatewaySettings) -> Gate:
 
 
 def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
-    upstream: ProxyClient[Any] = ProxyClient(
-        settings.upstream_url,
-        mode="legacy",  # qc-mcp is an mcp 1.x server
-        forward_incoming_headers=False,  # never pass the client's token on to qc-mcp
-    )
-    proxy = create_proxy(
-        upstream,
+    # A few persistent sessions to qc-mcp, shared by every client call; they pass on no
+    # header of the client's (its token stays here) and relay nothing back (gateway/upstream.py).
+    upstream = UpstreamPool(settings.upstream_url, size=settings.upstream_sessions)
+
+    @asynccontextmanager
+    async def close_upstream(server: Any) -> AsyncIterator[None]:
+        yield
+        await upstream.aclose()
+
+    proxy = FastMCPProxy(
+        client_factory=upstream.client,
+        lifespan=close_upstream,
         name="qcstack-gateway",
         middleware=[PolicyMiddleware(gate)],
         mask_error_details=True,
