@@ -74,7 +74,7 @@ def build_app(settings: GatewaySettings, gate: Gate, token: bytes) -> Any:
         client_factory=upstream.client,
         lifespan=close_upstream,
         name="qcstack-gateway",
-        middleware=[PolicyMiddleware(gate)],
+        middleware=[PolicyMiddleware(gate), upstream.tool_list_cache],
         mask_error_details=True,
         provider_error_strategy="raise",  # qc-mcp down is an error, not an empty tool list
     )

@@ -18,6 +18,10 @@ sessions open and hands them out in turn, as the proxy's client factory, on thes
   session; any other failure is reported, never repeated (a tool call may have run).
 - Concurrent calls share a session as concurrent requests (JSON-RPC ids keep them apart); a
   failure that kills a session fails only the calls in flight on it.
+
+ToolListCache serves tools/list from memory. qc-mcp's tool list is fixed by its code, yet
+fetching it, building a proxy tool for each of its 64 tools and inlining their schemas' $refs
+cost the gateway some 200 ms of CPU per listing (profiled), on every client's tools/list.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import asyncio
 import contextvars
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -34,13 +39,16 @@ import httpx2
 from fastmcp import Client
 from fastmcp.client.logging import LogMessage
 from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.server.providers.proxy import PROXY_TRANSPORT_OPTIONS
+from fastmcp.tools import Tool
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_REQUEST
+from mcp_types import INVALID_REQUEST, ListToolsRequest
 
 logger = logging.getLogger("qcstack.gateway.upstream")
 
 SESSION_HEADER = "mcp-session-id"
+TOOL_LIST_TTL_SECONDS = 60.0
 T = TypeVar("T")
 
 
@@ -171,6 +179,48 @@ class UpstreamClient(Client[StreamableHttpTransport]):
         return await self._relay(lambda c: Client.ping(c))
 
 
+class ToolListCache(Middleware):
+    """Answers tools/list with the listing it fetched last, for `ttl` seconds or until it is
+    dropped (UpstreamPool drops it when it replaces a session: upstream may have restarted as
+    another version). One listing serves every client, so it must sit below anything that
+    decides per client: the gateway's policy filters the cached listing on every request, and
+    the gateway has no per-client tool visibility. Concurrent misses make one fetch."""
+
+    def __init__(self, ttl: float = TOOL_LIST_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._listing: tuple[float, Sequence[Tool]] | None = None
+        self._generation = 0
+        self._fetching = asyncio.Lock()
+
+    def drop(self) -> None:
+        self._listing = None
+        self._generation += 1
+
+    def _fresh(self) -> Sequence[Tool] | None:
+        listing = self._listing
+        if listing is not None and time.monotonic() - listing[0] < self.ttl:
+            return listing[1]
+        return None
+
+    async def on_list_tools(
+        self,
+        context: MiddlewareContext[ListToolsRequest],
+        call_next: CallNext[ListToolsRequest, Sequence[Tool]],
+    ) -> Sequence[Tool]:
+        tools = self._fresh()
+        if tools is not None:
+            return tools
+        async with self._fetching:
+            tools = self._fresh()
+            if tools is not None:
+                return tools
+            generation = self._generation
+            tools = await call_next(context)
+            if generation == self._generation:  # not dropped while it was fetched
+                self._listing = (time.monotonic(), tools)
+            return tools
+
+
 @dataclass
 class _Slot:
     client: UpstreamClient | None = None
@@ -189,6 +239,8 @@ class UpstreamPool:
         self._turn = itertools.count()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.tool_list_cache = ToolListCache()
+        """The proxy's middleware that serves tools/list from memory (see ToolListCache)."""
 
     async def client(self) -> UpstreamClient:
         """A usable session, in turn; opens or replaces one only when it has to."""
@@ -224,6 +276,7 @@ class UpstreamPool:
         slot = self._slots[client._slot]
         if slot.client is client:
             slot.client = None
+        self.tool_list_cache.drop()  # a session was lost: upstream may be another version now
         task = asyncio.get_running_loop().create_task(
             client._disconnect(force=True), context=contextvars.Context()
         )

@@ -16,6 +16,7 @@ import uvicorn
 from fastmcp import Client, Context, FastMCP
 from fastmcp.client.logging import LogMessage
 from fastmcp.server.dependencies import get_http_headers
+from fastmcp.server.middleware import Middleware
 
 from gateway.server import build_app, build_gate
 from gateway.settings import GatewaySettings
@@ -41,6 +42,8 @@ class Upstream:
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
     fail_next_response: bool = False
+    extra_tools: tuple[str, ...] = ()
+    listings: int = 0
 
     def app(self) -> Any:
         mcp = FastMCP("test-upstream")
@@ -55,6 +58,16 @@ class Upstream:
             await asyncio.sleep(0.01)  # concurrent calls overlap upstream
             return {"tag": tag, "session": ctx.session_id}
 
+        for name in self.extra_tools:
+            mcp.tool(lambda: {"ok": True}, name=name)
+        upstream = self
+
+        class CountListings(Middleware):
+            async def on_list_tools(self, context: Any, call_next: Any) -> Any:
+                upstream.listings += 1
+                return await call_next(context)
+
+        mcp.add_middleware(CountListings())
         inner = mcp.http_app(path="/mcp")
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -262,3 +275,23 @@ async def test_the_gateway_survives_an_upstream_restart(gateway: str, upstream: 
         await upstream.start()
         result = await client.call_tool("read_account", {"model": {"tag": "after"}})
         assert result.structured_content["tag"] == "after"
+
+
+async def test_tools_list_is_answered_from_memory(gateway: str, upstream: Upstream) -> None:
+    for _ in range(2):
+        async with Client(gateway, auth=TOKEN) as client:
+            for _ in range(3):
+                assert [t.name for t in await client.list_tools()] == ["read_account"]
+    assert upstream.listings == 1
+
+
+async def test_tools_list_is_fetched_again_once_upstream_restarted(
+    gateway: str, upstream: Upstream
+) -> None:
+    async with Client(gateway, auth=TOKEN) as client:
+        assert [t.name for t in await client.list_tools()] == ["read_account"]
+        await upstream.stop()
+        upstream.extra_tools = ("read_project",)  # a new version, with another tool
+        await upstream.start()
+        await client.call_tool("read_account", {})  # finds its session gone, renews it
+        assert {t.name for t in await client.list_tools()} == {"read_account", "read_project"}
