@@ -1,10 +1,11 @@
 """The gateway's upstream: a few MCP sessions to qc-mcp, kept open and shared by client calls.
 
 fastmcp's proxy, given a URL or a disconnected client, opens a new upstream session for every
-request it relays (HTTP connection, initialize handshake, DELETE): 40-50 ms a call. Given a
-connected client it reuses that one session, but fastmcp's ProxyClient then relays upstream's
-server-initiated messages to whichever client call last used it. UpstreamPool keeps `size`
-sessions open and hands them out in turn, as the proxy's client factory, on these terms:
+request it relays (HTTP connection, initialize handshake, DELETE, on top of the request itself;
+benchmarks/gateway_latency.py measures what that costs). Given a connected client it reuses
+that one session, but fastmcp's ProxyClient then relays upstream's server-initiated messages
+to whichever client call last used it. UpstreamPool keeps `size` sessions open and hands them
+out in turn, as the proxy's client factory, on these terms:
 
 - Nothing of the client's goes upstream by way of the session: its HTTP client carries no
   header of ours or theirs (forward_incoming_headers=False), and it is opened in an empty
@@ -13,9 +14,9 @@ sessions open and hands them out in turn, as the proxy's client factory, on thes
   upstream, and its log and progress notifications are logged here, not passed to a client
   (a shared session cannot tell whose they are).
 - A session upstream no longer knows (HTTP 404: qc-mcp restarted, or expired it) or whose
-  connection died is replaced on next use. A request that upstream refused for its session, or
-  that could not be connected at all, never ran there, so it is sent once more on the new
-  session; any other failure is reported, never repeated (a tool call may have run).
+  connection died is replaced on next use. A request that upstream refused for its session
+  never ran there, so it is sent once more on the new session; so is a listing or a ping that
+  failed to connect. Any other failure is reported, never repeated: a tool call may have run.
 - Concurrent calls share a session as concurrent requests (JSON-RPC ids keep them apart); a
   failure that kills a session fails only the calls in flight on it.
 
@@ -135,15 +136,20 @@ class UpstreamClient(Client[StreamableHttpTransport]):
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    async def _relay(self, call: Callable[[Client[Any]], Awaitable[T]]) -> T:
-        """Runs `call` on this session; once more on a new one if upstream never ran it."""
+    async def _relay(
+        self, call: Callable[[Client[Any]], Awaitable[T]], *, idempotent: bool = True
+    ) -> T:
+        """Runs `call` on this session; once more on a new one if upstream surely never ran it:
+        it refused the request for its session (404), or, for a request that may safely run
+        twice, a connection failed. (A failed connection kills the whole session, so a tool
+        call in flight on it sees that failure too, even if its own request got through.)"""
         try:
             return await call(self)
         except Exception as error:
             refused = (
-                self.gone and isinstance(error, MCPError) and error.error.code in (INVALID_REQUEST,)
+                self.gone and isinstance(error, MCPError) and error.error.code == INVALID_REQUEST
             )
-            if not (refused or _connect_failed(error)):
+            if not (refused or (idempotent and _connect_failed(error))):
                 if not self.usable:
                     self._pool.retire(self)
                 raise
@@ -158,7 +164,9 @@ class UpstreamClient(Client[StreamableHttpTransport]):
         return await self._relay(lambda c: Client.list_tools_mcp(c, *args, **kwargs))
 
     async def call_tool_mcp(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._relay(lambda c: Client.call_tool_mcp(c, *args, **kwargs))
+        return await self._relay(
+            lambda c: Client.call_tool_mcp(c, *args, **kwargs), idempotent=False
+        )
 
     async def list_resources_mcp(self, *args: Any, **kwargs: Any) -> Any:
         return await self._relay(lambda c: Client.list_resources_mcp(c, *args, **kwargs))
@@ -259,6 +267,10 @@ class UpstreamPool:
                 return current
             if current is not None:
                 self.retire(current)
+            if stale is not None:
+                logger.warning(
+                    "upstream session %d lost (qc-mcp restarted?): opening another", index
+                )
             if self._closed:
                 raise UpstreamClosed("the gateway is stopping")
             fresh = UpstreamClient(self, index)
