@@ -30,6 +30,7 @@ controls: venv
 
 bench: docker venv
 	$(PY) benchmarks/image_size.py
+	$(PY) benchmarks/gateway_latency.py
 
 docker:
 	scripts/install-docker

@@ -7,12 +7,13 @@ import hmac
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastmcp.server import create_proxy
-from fastmcp.server.providers.proxy import ProxyClient
+from fastmcp import Client
+from fastmcp.server.providers.proxy import FastMCPProxy
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +32,7 @@ from gateway.inbound import RequestLimits
 from gateway.lockdown import Lockdown
 from gateway.middleware import Gate, PolicyMiddleware
 from gateway.settings import GatewaySettings, SettingsError, read_secret
+from gateway.upstream import UpstreamPool
 
 OPEN_PATHS = frozenset({"/healthz"})
 ADMIN_PREFIX = "/admin"
@@ -79,12 +81,13 @@ def build_gate(settings: GatewaySettings) -> Gate:
     )
 
 
-def upstream_tool_caller(upstream: ProxyClient[Any]) -> ToolCaller:
-    """Calls a qc-mcp tool on a session of its own, outside the policy: the approval page asks
-    for reads only (list_backtests), on an admin's behalf."""
+def upstream_tool_caller(client_factory: Callable[[], Awaitable[Client[Any]]]) -> ToolCaller:
+    """Calls a qc-mcp tool outside the policy, on a client from `client_factory` (the gateway's
+    UpstreamPool.client): the approval page asks for reads only (list_backtests), on an admin's
+    behalf."""
 
     async def call_tool(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
-        async with upstream.new() as client:
+        async with await client_factory() as client:
             result = await client.call_tool(name, arguments, raise_on_error=False)
         text = " ".join(getattr(content, "text", "") for content in result.content)
         if result.is_error:
@@ -111,15 +114,20 @@ def build_app(
 ) -> Any:
     """The gateway's ASGI app. statistics: what shows a project's latest backtest on the
     approval page (gateway.admin.statistics); by default qc-mcp's list_backtests."""
-    upstream: ProxyClient[Any] = ProxyClient(
-        settings.upstream_url,
-        mode="legacy",  # qc-mcp is an mcp 1.x server
-        forward_incoming_headers=False,  # never pass the client's token on to qc-mcp
-    )
-    proxy = create_proxy(
-        upstream,
+    # A few persistent sessions to qc-mcp, shared by every client call; they pass on no
+    # header of the client's (its token stays here) and relay nothing back (gateway/upstream.py).
+    upstream = UpstreamPool(settings.upstream_url, size=settings.upstream_sessions)
+
+    @asynccontextmanager
+    async def close_upstream(server: Any) -> AsyncIterator[None]:
+        yield
+        await upstream.aclose()
+
+    proxy = FastMCPProxy(
+        client_factory=upstream.client,
+        lifespan=close_upstream,
         name="qcstack-gateway",
-        middleware=[PolicyMiddleware(gate)],
+        middleware=[PolicyMiddleware(gate), upstream.tool_list_cache],
         mask_error_details=True,
         provider_error_strategy="raise",  # qc-mcp down is an error, not an empty tool list
     )
@@ -143,7 +151,7 @@ def build_app(
         gate=gate,
         access=access,
         sessions=Sessions(settings.admin_session_seconds),
-        statistics=statistics or ListBacktestsStatistics(upstream_tool_caller(upstream)),
+        statistics=statistics or ListBacktestsStatistics(upstream_tool_caller(upstream.client)),
     )
     app.router.routes.append(Mount(ADMIN_PREFIX, build_admin_app(admin, settings.admin_hosts)))
     return app

@@ -16,6 +16,8 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QCSTACK_GATEWAY_", extra="forbid", frozen=True)
 
     upstream_url: str = "http://qc-mcp:8000/mcp"
+    upstream_sessions: int = Field(default=4, ge=1, le=32)
+    """MCP sessions to qc-mcp kept open and shared by all client calls (gateway/upstream.py)."""
     host: str = "0.0.0.0"  # noqa: S104 -- inside its container; compose publishes it on loopback
     port: int = Field(default=8080, ge=1, le=65535)
     profile: Profile = Profile.RESEARCH

@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastmcp import FastMCP
-from fastmcp.server.providers.proxy import ProxyClient
+from fastmcp import Client, FastMCP
 
 from gateway.admin.statistics import BacktestStatistics, ListBacktestsStatistics, NoStatistics
 from gateway.admins import AdminAccess, Admins
@@ -632,7 +631,10 @@ async def test_default_statistics_come_from_the_upstreams_list_backtests_tool(
              "created": "2026-11-20 10:00:00", "sharpeRatio": 1.42},
         ]}  # fmt: skip
 
-    provider = ListBacktestsStatistics(upstream_tool_caller(ProxyClient(upstream)))
+    async def client_factory() -> Client[Any]:
+        return Client(upstream)
+
+    provider = ListBacktestsStatistics(upstream_tool_caller(client_factory))
     found = await provider.latest_backtest(23456789)
     assert found is not None
     assert (found.name, dict(found.statistics)) == (
