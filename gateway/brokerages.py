@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,15 @@ class BrokerageStore:
                 raise BrokerageError(f"{path}: configuration {name!r} needs a string `id`")
         return cls(document)
 
-    def secret_values(self) -> list[str]:
+    @cached_property
+    def secret_values(self) -> tuple[str, ...]:
         """Every string value of every configuration but the ids: what must never leave."""
-        return [
+        return tuple(
             value
             for settings in self.configurations.values()
             for key, value in settings.items()
             if key != "id" and isinstance(value, str) and len(value) >= 4
-        ]
+        )
 
     def refusal(self, tool: str, arguments: Mapping[str, Any]) -> str | None:
         """Why this call may not go on as the model sent it, or None."""
@@ -86,21 +88,40 @@ class BrokerageStore:
         return None
 
     def fill(self, tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """The arguments with each named configuration's settings in place of its name."""
-        if tool != DEPLOY_TOOL or self.refusal(tool, arguments) is not None:
+        """The arguments with each named configuration's settings in place of its name; only
+        for arguments that `refusal` let through."""
+        if tool != DEPLOY_TOOL:
             return dict(arguments)
         filled = json.loads(json.dumps(arguments))
         for _, module in _modules(filled):
             name = module.pop(CONFIGURATION_KEY, None)
-            if name is not None:
-                module.update(self.configurations[name])
+            if name is None:
+                continue
+            stored = self.configurations.get(name) if isinstance(name, str) else None
+            if stored is None:
+                raise BrokerageError(f"no configuration named {name!r} in the gateway's store")
+            module.update(stored)
         return dict(filled)
 
     def scrub(self, text: str) -> str:
         """`text` with every stored secret value replaced."""
-        for value in self.secret_values():
-            text = text.replace(value, REDACTED)
+        for value in self.secret_values:
+            if value in text:
+                text = text.replace(value, REDACTED)
         return text
+
+    def scrub_json(self, value: Any) -> Any:
+        """A copy of a JSON value with every stored secret replaced in each of its strings (keys
+        included); scrubbing its serialized text instead would miss a secret that JSON escapes."""
+        if not self.secret_values:
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.scrub_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub_json(item) for item in value]
+        return value
 
 
 def _modules(arguments: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

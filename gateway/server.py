@@ -28,9 +28,10 @@ from gateway.admins import AdminAccess, load_admin_access
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
 from gateway.brokerages import BrokerageError, BrokerageStore
+from gateway.calls import Gate
 from gateway.inbound import RequestLimits
 from gateway.lockdown import Lockdown
-from gateway.middleware import Gate, PolicyMiddleware
+from gateway.middleware import PolicyMiddleware, text_of
 from gateway.settings import GatewaySettings, SettingsError, read_secret
 from gateway.upstream import UpstreamPool
 
@@ -89,7 +90,7 @@ def upstream_tool_caller(client_factory: Callable[[], Awaitable[Client[Any]]]) -
     async def call_tool(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
         async with await client_factory() as client:
             result = await client.call_tool(name, arguments, raise_on_error=False)
-        text = " ".join(getattr(content, "text", "") for content in result.content)
+        text = text_of(result)
         if result.is_error:
             raise LookupError(f"{name} failed: {text[:200]}")
         if isinstance(result.structured_content, Mapping):

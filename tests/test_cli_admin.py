@@ -17,7 +17,7 @@ import uvicorn
 
 from gateway import audit
 from gateway.admins import AdminAccess, Admins
-from gateway.middleware import Gate
+from gateway.calls import Gate
 from gateway.server import build_app, build_gate
 from gateway.settings import GatewaySettings
 from stack import cli

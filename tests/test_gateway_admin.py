@@ -17,7 +17,7 @@ from fastmcp import Client, FastMCP
 from gateway.admin.statistics import BacktestStatistics, ListBacktestsStatistics, NoStatistics
 from gateway.admins import AdminAccess, Admins
 from gateway.approvals import Approval, ApprovalState
-from gateway.middleware import Gate
+from gateway.calls import Gate
 from gateway.server import build_app, build_gate, upstream_tool_caller
 from gateway.settings import GatewaySettings
 

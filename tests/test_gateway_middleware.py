@@ -16,9 +16,10 @@ from fastmcp.server import create_proxy
 from gateway.approvals import ApprovalState, ApprovalStore
 from gateway.audit import AuditLog, verify
 from gateway.brokerages import CONFIGURATION_KEY, BrokerageStore
+from gateway.calls import Gate
 from gateway.limits import Limiter, RateLimit
 from gateway.lockdown import Lockdown
-from gateway.middleware import Gate, PolicyMiddleware
+from gateway.middleware import PolicyMiddleware
 from gateway.policy import Profile
 
 SECRET = "canary-brokerage-password-31337"  # noqa: S105 -- a canary, searched for

@@ -26,7 +26,7 @@ from gateway.admin.statistics import NoStatistics, StatisticsProvider
 from gateway.admins import AdminAccess
 from gateway.approvals import Approval, ApprovalError, ApprovalState
 from gateway.audit import AuditError
-from gateway.middleware import Gate
+from gateway.calls import Gate
 
 PREFIX = pages.PREFIX
 STATISTICS_TIMEOUT_SECONDS = 5.0
