@@ -62,7 +62,9 @@ class CallGate:
         """Decides the call, waits for a person if it is held; raises Refused if it may not
         run. Every step is in the audit log before the next one."""
         arguments = dict(arguments)
-        record = {"tool": tool, "arguments": redact(arguments), **ids}
+        # Secrets by key, and any stored brokerage secret wherever it turns up.
+        shown = self.gate.brokerages.scrub_json(redact(arguments))
+        record = {"tool": tool, "arguments": shown, **ids}
         decision = decide(
             tool,
             arguments,

@@ -80,7 +80,7 @@ class RequestLimits:
         except BodyRefused as refused:
             await _refuse(send, refused)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         headers = dict(scope["headers"])
@@ -109,7 +109,8 @@ def _too_large(limit: int) -> BodyRefused:
     return BodyRefused(413, JSONRPC_INVALID_REQUEST, f"body larger than {limit} bytes")
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body read already, then whatever comes after it."""
     sent = False
 
     async def replay() -> Message:

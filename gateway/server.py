@@ -28,13 +28,16 @@ from gateway.admins import AdminAccess, load_admin_access
 from gateway.approvals import ApprovalError, ApprovalStore
 from gateway.audit import AuditError, AuditLog
 from gateway.brokerages import BrokerageError, BrokerageStore
-from gateway.calls import Gate
+from gateway.calls import CallGate, Gate
+from gateway.fastlane import FastLane
 from gateway.inbound import RequestLimits
 from gateway.lockdown import Lockdown
+from gateway.mcpsessions import MCPSessions
 from gateway.middleware import PolicyMiddleware, text_of
 from gateway.settings import GatewaySettings, SettingsError, read_secret
 from gateway.upstream import UpstreamPool
 
+MCP_PATH = "/mcp"
 OPEN_PATHS = frozenset({"/healthz"})
 ADMIN_PREFIX = "/admin"
 """The admin app's own paths: it checks admin credentials, and never the bearer token."""
@@ -137,17 +140,30 @@ def build_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "lockdown": gate.lockdown.state().locked})
 
+    lookup: list[MCPSessions] = []  # FastMCP's sessions, found once its app is built
+
     guards = [
         StarletteMiddleware(AccessLog),
         StarletteMiddleware(BearerGuard, token=token),  # nothing unauthenticated is read
         StarletteMiddleware(
             RequestLimits,
-            path="/mcp",
+            path=MCP_PATH,
             max_bytes=settings.max_request_bytes,
             max_depth=settings.max_json_depth,
         ),
+        StarletteMiddleware(
+            FastLane,
+            path=MCP_PATH,
+            calls=CallGate(gate),
+            upstream=upstream,
+            session_open=lambda session: lookup[0].is_open(session),
+        ),
     ]
-    app = proxy.http_app(path="/mcp", middleware=guards)
+    app = proxy.http_app(
+        path=MCP_PATH, middleware=guards, session_idle_timeout=settings.session_idle_seconds
+    )
+    lookup.append(MCPSessions(app, MCP_PATH))
+    lookup[0].cap(app, settings.max_sessions)
     admin = Admin(
         gate=gate,
         access=access,

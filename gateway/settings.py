@@ -50,6 +50,12 @@ class GatewaySettings(BaseSettings):
     """The largest MCP request body accepted (project files travel in tool arguments)."""
     max_json_depth: int = Field(default=32, ge=4, le=256)
     """The deepest nesting of arrays and objects accepted in a request."""
+    max_sessions: int = Field(default=64, ge=1, le=1024)
+    """Client MCP sessions open at once; one more gets HTTP 503. Each costs memory: size the
+    container's memory limit with it (README, "The gateway's memory")."""
+    session_idle_seconds: float = Field(default=900.0, gt=0, le=86400)
+    """A client session with no request in flight for this long is ended (the client opens a
+    new one); idle sessions would otherwise hold the room `max_sessions` allows."""
 
     @field_validator("rate_limits")
     @classmethod

@@ -20,6 +20,11 @@ out in turn, as the proxy's client factory, on these terms:
 - Concurrent calls share a session as concurrent requests (JSON-RPC ids keep them apart); a
   failure that kills a session fails only the calls in flight on it.
 
+`request` sends one JSON-RPC request on a pool session as a plain HTTP POST and returns
+upstream's JSON-RPC response as it came: the gateway's fast lane (gateway/fastlane.py) relays
+tool calls and listings that way, without the MCP client layer's per-call cost. Each request
+gets a JSON-RPC id of the pool's own, so that clients' ids cannot collide on a shared session.
+
 ToolListCache serves tools/list from memory. qc-mcp's tool list is fixed by its code, yet
 fetching it, building a proxy tool for each of its 64 tools and inlining their schemas' $refs
 cost the gateway some 200 ms of CPU per listing (profiled), on every client's tools/list.
@@ -30,9 +35,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -55,6 +61,14 @@ T = TypeVar("T")
 
 class UpstreamClosed(RuntimeError):
     """The pool was closed (the gateway is stopping)."""
+
+
+class UpstreamAnswerError(RuntimeError):
+    """Upstream answered a request with something other than its JSON-RPC response."""
+
+
+class _SessionGone(Exception):
+    """Upstream refused a request for its session (404): the request never ran there."""
 
 
 async def _log_upstream(message: LogMessage) -> None:
@@ -249,6 +263,13 @@ class UpstreamPool:
         self._closed = False
         self.tool_list_cache = ToolListCache()
         """The proxy's middleware that serves tools/list from memory (see ToolListCache)."""
+        self.generation = 0
+        """Goes up whenever a session is lost: upstream may have restarted as another version."""
+        self._request_ids = itertools.count(1)
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(30.0, read=300.0),
+            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
+        )
 
     async def client(self) -> UpstreamClient:
         """A usable session, in turn; opens or replaces one only when it has to."""
@@ -289,6 +310,7 @@ class UpstreamPool:
         if slot.client is client:
             slot.client = None
         self.tool_list_cache.drop()  # a session was lost: upstream may be another version now
+        self.generation += 1
         task = asyncio.get_running_loop().create_task(
             client._disconnect(force=True), context=contextvars.Context()
         )
@@ -304,6 +326,43 @@ class UpstreamPool:
                     self.retire(slot.client)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._http.aclose()
+
+    async def request(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Upstream's JSON-RPC response (`result` or `error`) to one request on a pool session.
+        Sent once more, on a new session, only when upstream surely never ran it: it refused
+        the session (404), or no connection was made."""
+        client = await self.client()
+        try:
+            return await self._post(client, method, params)
+        except _SessionGone:
+            logger.info("upstream session %s gone; sending again on a new one", client.name)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+            logger.info("no connection to upstream (%s); trying a new session", error)
+        return await self._post(await self.renew(client._slot, client), method, params)
+
+    async def _post(
+        self, client: UpstreamClient, method: str, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        session = client.transport.get_session_id()
+        if session is None or not client.usable:
+            raise _SessionGone
+        request_id = f"qcstack-{next(self._request_ids)}"
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            SESSION_HEADER: session,
+        }
+        if client.protocol_version is not None:
+            headers["mcp-protocol-version"] = client.protocol_version
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": dict(params)}
+        response = await self._http.post(self.url, content=json.dumps(body), headers=headers)
+        if response.status_code == 404:
+            client.gone = True
+            raise _SessionGone
+        if response.status_code != 200:
+            raise UpstreamAnswerError(f"upstream answered HTTP {response.status_code}")
+        return _response_to(request_id, response)
 
     def sessions(self) -> list[str | None]:
         """The upstream session ids in use (for tests and diagnostics)."""
@@ -311,3 +370,39 @@ class UpstreamPool:
             slot.client.transport.get_session_id() if slot.client is not None else None
             for slot in self._slots
         ]
+
+
+def _response_to(request_id: str, response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC response with `request_id` in an answer of JSON or of server-sent events
+    (upstream may send its log notifications first, on the same stream)."""
+    media = response.headers.get("content-type", "").split(";")[0].strip()
+    if media == "application/json":
+        candidates: list[Any] = [json.loads(response.content)]
+    elif media == "text/event-stream":
+        candidates = [
+            json.loads("\n".join(line[5:].lstrip(" ") for line in lines))
+            for lines in _event_data(response.text)
+        ]
+    else:
+        raise UpstreamAnswerError(f"upstream answered {media or 'no media type'}")
+    for message in candidates:
+        answered = isinstance(message, dict) and message.get("id") == request_id
+        if answered and any(isinstance(message.get(key), dict) for key in ("result", "error")):
+            return dict(message)
+    raise UpstreamAnswerError("upstream's answer holds no response to the request")
+
+
+def _event_data(text: str) -> list[list[str]]:
+    """The `data:` lines of each server-sent event that has any."""
+    events: list[list[str]] = []
+    lines: list[str] = []
+    for line in text.splitlines():
+        if not line:
+            if lines:
+                events.append(lines)
+            lines = []
+        elif line.startswith("data:"):
+            lines.append(line)
+    if lines:
+        events.append(lines)
+    return events

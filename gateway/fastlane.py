@@ -1,0 +1,229 @@
+"""The gateway's fast lane: tools/call and tools/list relayed as JSON, past FastMCP's layers.
+
+A call through FastMCP's proxy is parsed into models and rebuilt twice (its server, then its
+client), some 5 ms of the gateway's CPU per call (benchmarks/README.md). The fast lane takes
+the two requests an agent makes all the time, on sessions FastMCP opened, and relays them on
+the upstream pool as JSON-RPC: a tool call goes through the same CallGate as on FastMCP's
+path (decision, audit, rate limit, approval, brokerage fill), its answer is scrubbed of
+brokerage secrets; a listing is upstream's, filtered by the profile and kept for a while.
+Everything else (initialize, pings, notifications, DELETE, batches, requests on sessions
+FastMCP does not know, anything unusual) goes on to FastMCP unchanged, whose policy
+middleware applies the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.calls import PREFIX, Admitted, CallGate, Refused
+from gateway.inbound import replay_body
+from gateway.policy import Profile, listed
+from gateway.upstream import SESSION_HEADER, UpstreamPool
+
+logger = logging.getLogger("qcstack.gateway.fastlane")
+LISTING_TTL_SECONDS = 60.0
+KEEPALIVE_SECONDS = 15.0
+"""While a call waits (for a person, or for upstream), an SSE comment goes out this often, so
+that clients and proxies do not give up on a quiet stream."""
+WAITING: Message = {"type": "http.response.body", "body": b": waiting\n\n", "more_body": True}
+JSONRPC_INTERNAL_ERROR = -32603
+
+
+def lane_request(body: bytes) -> dict[str, Any] | None:
+    """The request, if it is one the fast lane answers: a single tools/call with a name and
+    object arguments, or a tools/list without a cursor, with a string or integer id."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        return None
+    method = message.get("method")
+    if method == "tools/list":
+        return message if params.get("cursor") is None else None
+    if method == "tools/call":
+        arguments = params.get("arguments", {})
+        if isinstance(params.get("name"), str) and isinstance(arguments, dict):
+            return message
+    return None
+
+
+def tool_error(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+class ListingCache:
+    """Upstream's tool listing, as the profile allows it, serialized once for every client."""
+
+    def __init__(self, upstream: UpstreamPool, profile: Profile, ttl: float) -> None:
+        self.upstream = upstream
+        self.profile = profile
+        self.ttl = ttl
+        self._listing: tuple[float, int, bytes] | None = None
+        self._fetching = asyncio.Lock()
+
+    def _fresh(self) -> bytes | None:
+        listing = self._listing
+        if listing is None or listing[1] != self.upstream.generation:
+            return None
+        return listing[2] if time.monotonic() - listing[0] < self.ttl else None
+
+    async def result(self) -> bytes:
+        """The serialized `result` of tools/list; raises if upstream has none to give."""
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        async with self._fetching:
+            fresh = self._fresh()
+            if fresh is not None:
+                return fresh
+            generation = self.upstream.generation
+            response = await self.upstream.request("tools/list", {})
+            tools = response.get("result", {}).get("tools")
+            if not isinstance(tools, list):
+                raise LookupError("upstream listed no tools")
+            allowed = [
+                tool
+                for tool in tools
+                if isinstance(tool, dict) and listed(str(tool.get("name")), self.profile)
+            ]
+            serialized = json.dumps({"tools": allowed}, separators=(",", ":")).encode()
+            self._listing = (time.monotonic(), generation, serialized)
+            return serialized
+
+
+class FastLane:
+    """ASGI middleware in front of FastMCP's MCP endpoint (after the request checks)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        calls: CallGate,
+        upstream: UpstreamPool,
+        session_open: Callable[[str], bool],
+        listing_ttl: float = LISTING_TTL_SECONDS,
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.calls = calls
+        self.upstream = upstream
+        self.session_open = session_open
+        self.listings = ListingCache(upstream, calls.gate.profile, listing_ttl)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        request = lane_request(body)
+        session = self._takes(request, scope["headers"])
+        if request is None or session is None:
+            await self.app(scope, replay_body(body, receive), send)
+            return
+        response_headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache, no-transform"),
+            (b"mcp-session-id", session.encode("latin-1")),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        if request["method"] == "tools/list":
+            answer = self._listing(request)
+        else:
+            answer = self._call(request, session)
+        payload = await _keeping_alive(answer, send)
+        event = b"event: message\ndata: " + payload + b"\n\n"
+        await send({"type": "http.response.body", "body": event})
+
+    def _takes(
+        self, request: Mapping[str, Any] | None, raw_headers: list[tuple[bytes, bytes]]
+    ) -> str | None:
+        """The request's session id if the fast lane takes it: only a request FastMCP would
+        serve, on its terms, as this one SSE answer. Upstream speaks the protocols of the
+        initialize handshake (qc-mcp is an mcp 1.x server), and so does the fast lane; a client
+        of the sessionless protocol gets FastMCP, which translates."""
+        if request is None:
+            return None
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in raw_headers}
+        accept = headers.get("accept", "").lower()
+        if "application/json" not in accept or "text/event-stream" not in accept:
+            return None
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return None
+        session = headers.get(SESSION_HEADER, "")
+        return session if session and self.session_open(session) else None
+
+    async def _listing(self, request: Mapping[str, Any]) -> bytes:
+        head = b'{"jsonrpc":"2.0","id":' + json.dumps(request["id"]).encode()
+        try:
+            return head + b',"result":' + await self.listings.result() + b"}"
+        except Exception:  # upstream down or odd: the client gets an error, never a partial list
+            error = {"code": JSONRPC_INTERNAL_ERROR, "message": PREFIX + "qc-mcp listed no tools"}
+            return head + b',"error":' + json.dumps(error).encode() + b"}"
+
+    async def _call(self, request: Mapping[str, Any], session: str) -> bytes:
+        params = request["params"]
+        tool = params["name"]
+        ids = {"session": session, "request": str(request["id"])}
+        try:
+            admitted = await self.calls.admit(tool, params.get("arguments", {}), ids)
+            result = await self._relay(tool, admitted)
+        except Refused as refused:
+            result = tool_error(str(refused))
+        except Exception:
+            logger.exception("tool call %s failed in the gateway", tool)
+            result = tool_error(PREFIX + f"{tool} failed in the gateway; see its log")
+        return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+
+    async def _relay(self, tool: str, admitted: Admitted) -> dict[str, Any]:
+        brokerages = self.calls.gate.brokerages
+        try:
+            response = await self.upstream.request(
+                "tools/call", {"name": tool, "arguments": admitted.arguments}
+            )
+        except Exception as error:
+            await self.calls.failed(admitted, type(error).__name__)
+            return tool_error(PREFIX + f"{tool} failed before an answer came back")
+        if "error" in response:
+            reported = response["error"].get("message", "error")
+            message = brokerages.scrub(f"qc-mcp: {reported}")
+            await self.calls.failed(admitted, message)
+            return tool_error(message)
+        result: dict[str, Any] = brokerages.scrub_json(response["result"])
+        await self.calls.completed(admitted, is_error=bool(result.get("isError")))
+        return result
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _keeping_alive(answer: Awaitable[bytes], send: Send) -> bytes:
+    """Awaits the answer; meanwhile, an SSE comment now and then."""
+    task = asyncio.ensure_future(answer)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS)
+        if done:
+            return task.result()
+        await send(WAITING)
