@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from gateway.settings import GatewaySettings
 from infra_tests.conftest import (
     GATEWAY_STATE,
     Container,
@@ -354,3 +355,53 @@ def test_gateway_still_serves_after_the_fuzz(
     assert state["Running"] and state["Health"]["Status"] == "healthy"
     session = gateway_session(docker, settings, client_image, [])
     assert "read_account" in session.tools
+
+
+# GW-09 ----------------------------------------------------------------------------------------
+
+EFFECTIVE_SESSIONS = """
+from gateway.settings import GatewaySettings
+settings = GatewaySettings()
+print(settings.max_sessions, settings.session_idle_seconds)
+"""
+
+
+def session_cap(settings: Settings) -> int:
+    """The cap the stack's settings give the gateway (the memory limit is sized for it)."""
+    return GatewaySettings(**settings.gateway).max_sessions
+
+
+@pytest.mark.control("GW-09", "config")
+def test_gateway_runs_with_a_session_cap_and_an_idle_timeout(
+    docker: DockerHost, settings: Settings, gateway: Container
+) -> None:
+    output = docker.check("docker exec %s /usr/bin/python3 -c %s", gateway.id, EFFECTIVE_SESSIONS)
+    cap, idle = output.split()
+    assert int(cap) == session_cap(settings) <= 128 and 0 < float(idle) <= 3600
+
+
+@pytest.mark.control("GW-09", "behaviour")
+def test_opening_sessions_without_end_is_refused_and_the_gateway_stays_up(
+    docker: DockerHost, settings: Settings, gateway: Container, client_image: str
+) -> None:
+    skip_unless_local(docker)
+    cap = session_cap(settings)
+    url = f"http://127.0.0.1:{settings.test_gateway_port}/mcp"
+    opened: list[str] = []
+    with httpx.Client(headers=authorized(), timeout=30) as http:
+        try:
+            refused = None
+            for _ in range(cap + 1):
+                answer = http.post(url, content=INITIALIZE)
+                if answer.status_code != 200:
+                    refused = answer
+                    break
+                opened.append(answer.headers["mcp-session-id"])
+            assert refused is not None and refused.status_code == 503, len(opened)
+            assert len(opened) <= cap
+        finally:
+            for session in opened:  # the suite's other tests need room
+                http.delete(url, headers={"mcp-session-id": session})
+    state = docker.inspect("container", gateway.id)["State"]
+    assert state["Running"] and not state["OOMKilled"]
+    assert "read_account" in gateway_session(docker, settings, client_image, []).tools

@@ -506,6 +506,15 @@ CONTROLS: tuple[Control, ...] = (
         "crashing or wedging the one door with bad JSON, huge or deeply nested bodies",
         (),
     ),
+    Control(
+        "GW-09",
+        "Client sessions capped, and ended when idle",
+        "runaway-behaviour",
+        "gateway/mcpsessions.py; settings gateway.max_sessions, session_idle_seconds",
+        "getting the one door killed for memory by opening MCP sessions without end",
+        (),
+        disable=_gateway(environment={"QCSTACK_GATEWAY_MAX_SESSIONS": "1024"}),
+    ),
 )
 
 CONTROLS_BY_ID = MappingProxyType({control.id: control for control in CONTROLS})
