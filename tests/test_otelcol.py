@@ -478,3 +478,13 @@ def test_built_binary_writes_spans_with_the_canaries_redacted(binary: Path, tmp_
     assert kept["http.request.header.authorization"] == {"stringValue": "****"}
     assert kept["qc.api_token"] == {"stringValue": "****"}
     assert kept["redaction.masked.count"]["intValue"] == "6"
+
+
+def test_compile_step_has_no_network_and_changes_no_module() -> None:
+    env = otelcol.COMPILE_ENVIRONMENT
+    assert env["GOPROXY"] == "off" and "-mod=readonly" in env["GOFLAGS"]
+    assert env["CGO_ENABLED"] == "0" and env["GOTOOLCHAIN"] == "local"
+    fetch = otelcol.fetch_environment(settings(), Path("/nonexistent"))
+    assert "GOPROXY" not in fetch  # Go's default proxy, unless the settings name one
+    with_proxy = Settings(_env_file=None, go_proxy="https://goproxy.internal.example")  # type: ignore[call-arg]
+    assert otelcol.fetch_environment(with_proxy, Path("/x"))["GOPROXY"].endswith(".example")
