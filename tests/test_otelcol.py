@@ -269,11 +269,33 @@ def test_build_digest_follows_manifest_go_sum_and_go_version(
     shutil.copytree(OTEL, copy)
     monkeypatch.setattr(otelcol, "otel_dir", lambda s: copy)
     assert otelcol.build_digest(settings(), "go1.26.8") == before
-    for name in ("manifest.yaml", "go.sum"):
+    for name in ("manifest.yaml", "go.sum", "ocb.sum"):
         original = (copy / name).read_bytes()
         (copy / name).write_bytes(original + b"\n")
         assert otelcol.build_digest(settings(), "go1.26.8") != before, name
         (copy / name).write_bytes(original)
+
+
+def test_ocb_sum_pins_the_builder_at_the_collector_release() -> None:
+    lines = (OTEL / "ocb.sum").read_text().splitlines()
+    assert lines[0] == f"{otelcol.OCB_MODULE} {otelcol.core_version(manifest())} " + lines[0][-47:]
+    assert all(re.fullmatch(r"\S+ v\S+ h1:[A-Za-z0-9+/]{43}=", line) for line in lines)
+
+
+def test_ocb_that_does_not_match_its_lock_is_refused_and_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    here = settings(tmp_path)
+    ocb = tmp_path / "build" / "otelcol" / "ocb" / "v0.161.0" / "builder"
+    ocb.parent.mkdir(parents=True)
+    ocb.write_bytes(b"\x7fELF")
+    pinned = (OTEL / "ocb.sum").read_text()
+    monkeypatch.setattr(otelcol, "ocb_modules", lambda go, path: pinned)
+    assert otelcol.ensure_ocb(here, "go", "v0.161.0", {}) == ocb
+    monkeypatch.setattr(otelcol, "ocb_modules", lambda go, path: pinned.replace("h1:", "h1:X", 1))
+    with pytest.raises(CommandError, match="does not match"):
+        otelcol.ensure_ocb(here, "go", "v0.161.0", {})
+    assert not ocb.exists()  # the next build installs it again rather than trusting it
 
 
 def test_cached_binary_is_reused_without_fetching_or_compiling(

@@ -136,13 +136,13 @@ def go_version(go: str) -> str:
 
 
 def build_digest(settings: Settings, goversion: str) -> str:
-    """Hash of every input of the binary: the manifest, the module hashes in otel/go.sum, the
-    Go and ocb versions, the build flags and environment."""
+    """Hash of every input of the binary: the manifest, the module hashes in otel/go.sum and
+    otel/ocb.sum (ocb's own), the Go release, the build flags and environment."""
     source = otel_dir(settings)
     digest = hashlib.sha256(f"{goversion}\0{OCB_MODULE}\0".encode())
     for item in (*OCB_FLAGS, *(f"{k}={v}" for k, v in sorted(COMPILE_ENVIRONMENT.items()))):
         digest.update(f"{item}\0".encode())
-    for name in ("manifest.yaml", "go.sum"):
+    for name in ("manifest.yaml", "go.sum", "ocb.sum"):
         digest.update(f"\0{name}\0".encode())
         digest.update((source / name).read_bytes())
     return digest.hexdigest()
@@ -166,14 +166,37 @@ def fetch_environment(settings: Settings, cache: Path) -> dict[str, str]:
     return env
 
 
-def ensure_ocb(settings: Settings, go: str, version: str, env: dict[str, str]) -> Path:
-    """ocb at exactly the collector's release, installed once under the build dir."""
+def ocb_modules(go: str, ocb: Path) -> str:
+    """ocb's own module and dependencies with their hashes, as `go version -m` reads them from
+    the binary: `<module> <version> h1:<hash>` a line."""
+    text = output([go, "version", "-m", ocb], env={"PATH": SYSTEM_PATH, "GOTOOLCHAIN": "local"})
+    lines = [line.split() for line in text.splitlines()]
+    return "".join(f"{' '.join(f[1:4])}\n" for f in lines if f[:1] in (["mod"], ["dep"]))
+
+
+def ensure_ocb(
+    settings: Settings, go: str, version: str, env: dict[str, str], *, update_lock: bool = False
+) -> Path:
+    """ocb at exactly the collector's release, installed once under the build dir and checked
+    against otel/ocb.sum (its module and every dependency by hash) each time it is used."""
     gobin = settings.build_dir / "otelcol" / "ocb" / version
     ocb = gobin / "builder"
-    if ocb.is_file():
-        return ocb
-    with step(f"go install {OCB_MODULE}@{version}"):
-        run([*NICE, go, "install", f"{OCB_MODULE}@{version}"], env={**env, "GOBIN": str(gobin)})
+    if not ocb.is_file():
+        with step(f"go install {OCB_MODULE}@{version}"):
+            run(
+                [*NICE, go, "install", f"{OCB_MODULE}@{version}"],
+                env={**env, "GOBIN": str(gobin)},
+            )
+    lock = otel_dir(settings) / "ocb.sum"
+    modules = ocb_modules(go, ocb)
+    if update_lock:
+        lock.write_text(modules)
+    elif not lock.is_file() or lock.read_text() != modules:
+        ocb.unlink()
+        raise CommandError(
+            f"{OCB_MODULE}@{version} does not match {lock} (missing, or another version or "
+            "build of ocb): run `scripts/lock-otel`, review the diff and commit it"
+        )
     return ocb
 
 
@@ -209,7 +232,7 @@ def generate(
     lock = otel_dir(settings) / "go.sum"
     cache = settings.build_dir / "go"
     env = fetch_environment(settings, cache)
-    ocb = ensure_ocb(settings, go, core_version(manifest), env)
+    ocb = ensure_ocb(settings, go, core_version(manifest), env, update_lock=update_lock)
     shutil.rmtree(sources, ignore_errors=True)
     sources.mkdir(parents=True)
     if lock.is_file() and not update_lock:
@@ -284,11 +307,12 @@ def build_otelcol(settings: Settings, *, update_lock: bool = False) -> Path:
     root = settings.build_dir / "otelcol"
     if update_lock:
         generate(settings, manifest, go, root / "src" / "lock", update_lock=True)
-    if not (otel_dir(settings) / "go.sum").is_file():
-        raise CommandError(
-            "otel/go.sum is missing: it pins every module of the collector by hash; make it with "
-            "`scripts/lock-otel`, review it and commit it"
-        )
+    for lock in ("go.sum", "ocb.sum"):
+        if not (otel_dir(settings) / lock).is_file():
+            raise CommandError(
+                f"otel/{lock} is missing: it pins Go modules of the collector's build by hash; "
+                "make it with `scripts/lock-otel`, review it and commit it"
+            )
     digest = build_digest(settings, go_version(go))
     binary = root / "bin" / digest[:16] / BINARY
     if binary.is_file():
