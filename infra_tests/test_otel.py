@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra_tests.conftest import image_files
 from infra_tests.dockerhost import DockerHost
 from stack.settings import Settings
 from stack.testdata import CANARY_API_TOKEN, CANARY_BROKERAGE_PASSWORD
@@ -116,6 +117,30 @@ def test_collector_image_has_no_shell(docker: DockerHost, collector: Collector) 
     for shell in ("/bin/sh", "/bin/bash", "sh"):
         result = docker.run("docker exec %s %s -c true", collector.name, shell)
         assert result.rc != 0, f"{shell} ran in the collector"
+
+
+IMAGE_FILES = {
+    "/etc/otelcol/collector.yaml",
+    "/etc/otelcol/export-otlphttp.yaml",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/usr/local/bin/healthcheck",
+    "/usr/local/bin/otelcol-qcstack",
+}
+"""Every regular file of the image: two static binaries, the configs and the CA bundle."""
+DOCKER_FILES = {"/.dockerenv", "/dev/console", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+"""What Docker itself puts into any container's filesystem."""
+
+
+def test_collector_image_holds_only_its_files_owned_by_root_but_its_data_folder(
+    docker: DockerHost, settings: Settings
+) -> None:
+    entries = image_files(docker, settings.image("otel-collector"))
+    regular = {e.path for e in entries if e.mode.startswith("-")} - DOCKER_FILES
+    assert regular == IMAGE_FILES
+    assert not [e.path for e in entries if e.mode[3] in "sS" or e.mode[6] in "sS"]  # no s-bits
+    owned = {e.path: e.owner for e in entries if e.owner != "0/0"}
+    assert owned == {"/var/lib/otelcol": "10006/10006"}
+    assert not [e.path for e in entries if e.mode[8] == "w" and e.mode[0] != "l"]
 
 
 def test_health_check_is_not_reachable_from_the_network(
