@@ -200,6 +200,8 @@ def test_receiver_extension_and_telemetry_expose_nothing_more_than_otlp_http() -
 
 
 def test_redaction_masks_credential_keys_and_values_but_keeps_every_key() -> None:
+    """The patterns as Python reads them (RE2, which the collector uses, agrees on these); the
+    collector itself runs them in test_built_binary_writes_spans_with_the_canaries_redacted."""
     redaction = config()["processors"]["redaction"]
     assert redaction["allow_all_keys"] is True and redaction["redact_all_types"] is True
     assert redaction["summary"] in ("info", "silent")  # never a list of what held secrets
@@ -222,10 +224,22 @@ def test_redaction_masks_credential_keys_and_values_but_keeps_every_key() -> Non
         "Basic OTAwNDE3OmFiYw==",
         "authorization: bearer abc.def.ghi",
         f'{{"ib-password": "{CANARY_BROKERAGE_PASSWORD}"}}',
+        json.dumps({"ib-password": f'x"{CANARY_BROKERAGE_PASSWORD}'}),
+        str({"binance-api-secret": CANARY_BROKERAGE_PASSWORD}),
+        f"login failed, password: {CANARY_BROKERAGE_PASSWORD}",
         f"https://x.example/?token={CANARY_API_TOKEN}",
         f"https://{CANARY_USER_ID}:{CANARY_API_TOKEN}@x.example/",
     ):
-        assert any(p.search(value) for p in values), value
+        masked = value
+        for pattern in values:  # as the processor applies them: in order, each match masked
+            masked = pattern.sub("****", masked)
+        for secret in (
+            "OTAwNDE3OmFiYw==",
+            "abc.def.ghi",
+            CANARY_BROKERAGE_PASSWORD,
+            CANARY_API_TOKEN,
+        ):
+            assert secret not in masked, value
 
 
 # --- Settings: the export endpoint
@@ -415,6 +429,11 @@ def canary_span() -> dict[str, Any]:
             {"stringValue": json.dumps({"brokerage": {"ib-password": CANARY_BROKERAGE_PASSWORD}})},
         ),
         attr(
+            "gen_ai.tool.call.result",
+            {"stringValue": json.dumps({"ib-password": f'x"{CANARY_BROKERAGE_PASSWORD}'})},
+        ),
+        attr("exception.message", {"stringValue": str({"ib-password": CANARY_API_TOKEN})}),
+        attr(
             "brokerage",
             {
                 "kvlistValue": {
@@ -499,7 +518,7 @@ def test_built_binary_writes_spans_with_the_canaries_redacted(binary: Path, tmp_
     assert kept["gen_ai.tool.name"] == {"stringValue": "create_live_algorithm"}
     assert kept["http.request.header.authorization"] == {"stringValue": "****"}
     assert kept["qc.api_token"] == {"stringValue": "****"}
-    assert kept["redaction.masked.count"]["intValue"] == "6"
+    assert kept["redaction.masked.count"]["intValue"] == "8"
 
 
 def test_compile_step_has_no_network_and_changes_no_module() -> None:
