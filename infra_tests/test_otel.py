@@ -13,6 +13,7 @@ import pytest
 
 from infra_tests.conftest import image_files
 from infra_tests.dockerhost import DockerHost
+from stack.build.otelcol import load_manifest, manifest_listing, parse_components
 from stack.settings import Settings
 from stack.testdata import CANARY_API_TOKEN, CANARY_BROKERAGE_PASSWORD
 
@@ -141,6 +142,18 @@ def test_collector_image_holds_only_its_files_owned_by_root_but_its_data_folder(
     owned = {e.path: e.owner for e in entries if e.owner != "0/0"}
     assert owned == {"/var/lib/otelcol": "10006/10006"}
     assert not [e.path for e in entries if e.mode[8] == "w" and e.mode[0] != "l"]
+
+
+def test_collector_in_the_image_holds_exactly_the_manifest_components(
+    docker: DockerHost, settings: Settings
+) -> None:
+    listing = docker.check(
+        "docker run --rm --network none --read-only --cap-drop ALL "
+        "--security-opt no-new-privileges %s components",
+        settings.image("otel-collector"),
+    )
+    manifest = load_manifest(settings.repo_root / "otel" / "manifest.yaml")
+    assert parse_components(listing) == manifest_listing(manifest)
 
 
 def test_health_check_is_not_reachable_from_the_network(

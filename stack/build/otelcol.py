@@ -200,23 +200,36 @@ def ensure_ocb(
     return ocb
 
 
-def listed_components(binary: Path) -> dict[str, set[str]]:
-    """What the built binary says it holds (`components`), as `module version` by section."""
-    text = output([binary, "components"], env={"PATH": SYSTEM_PATH})
-    listing = yaml.safe_load(text)
+def parse_components(text: str) -> dict[str, set[str]]:
+    """A collector's `components` listing (YAML) as `module version` by manifest section."""
+    try:
+        listing = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CommandError(f"the collector's `components` listing is no YAML: {error}") from error
     if not isinstance(listing, dict):
-        raise CommandError(f"`{binary} components` printed no YAML mapping")
-    found: dict[str, set[str]] = {}
-    for kind in ALLOWED_COMPONENTS:
-        found[kind] = {str(item.get("module", "")) for item in listing.get(kind) or []}
-    return found
+        raise CommandError("the collector's `components` listing is no YAML mapping")
+    return {
+        kind: {str(item.get("module", "")) for item in listing.get(kind) or []}
+        for kind in ALLOWED_COMPONENTS
+    }
+
+
+def manifest_listing(manifest: dict[str, Any]) -> dict[str, set[str]]:
+    """What `components` must list for this manifest: `module version` by section."""
+    want: dict[str, set[str]] = {kind: set() for kind in ALLOWED_COMPONENTS}
+    for c in components(manifest):
+        want[c.kind].add(f"{c.module} {c.version}")
+    return want
+
+
+def listed_components(binary: Path) -> dict[str, set[str]]:
+    """What the built binary says it holds (`components`)."""
+    return parse_components(output([binary, "components"], env={"PATH": SYSTEM_PATH}))
 
 
 def check_components(binary: Path, manifest: dict[str, Any]) -> None:
     """Fails unless the binary holds exactly the manifest's components, at their versions."""
-    want: dict[str, set[str]] = {kind: set() for kind in ALLOWED_COMPONENTS}
-    for c in components(manifest):
-        want[c.kind].add(f"{c.module} {c.version}")
+    want = manifest_listing(manifest)
     got = listed_components(binary)
     if got != want:
         diff = {k: sorted(got[k] ^ want[k]) for k in want if got[k] != want[k]}
