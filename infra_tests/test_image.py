@@ -83,7 +83,7 @@ TAMPERABLE = {
     "egress-proxy": ("debs/squid_*.deb", "computed checksum did NOT match"),
     "gateway": ("wheels/fastmcp_slim-*.whl", "DO NOT MATCH THE HASHES"),
 }
-IMAGES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay")
+IMAGES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector")
 
 
 def offline_build(

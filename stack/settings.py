@@ -7,6 +7,7 @@ import re
 from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,14 @@ class Settings(BaseSettings):
 
     ca_bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")
     """CA bundle that pip trusts when fetching wheels (TLS-inspecting proxies need their own)."""
+
+    go_proxy: str = ""
+    """GOPROXY for fetching the collector's Go modules (otel/manifest.yaml); empty: Go's default.
+    Each module is still checked against otel/go.sum and Go's checksum database."""
+
+    otel_export_endpoint: str = ""
+    """An OTLP/HTTP endpoint of your own (https://host[:port][/path]) that the collector sends the
+    redacted traces to, besides its file; empty (the default): no export at all."""
 
     image_tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] = "local"
 
@@ -153,6 +162,37 @@ class Settings(BaseSettings):
             f"QCSTACK_GATEWAY_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
             for name, v in sorted(self.gateway.items())
         }
+
+    @field_validator("otel_export_endpoint")
+    @classmethod
+    def _export_endpoint(cls, value: str) -> str:
+        if not value:
+            return value
+        url = urlsplit(value)
+        if url.scheme != "https" or not url.hostname or url.username or url.password:
+            raise ValueError(
+                f"otel_export_endpoint {value!r} must be an https:// URL with a host name and no "
+                "user or password in it (traces leave the stack: never in clear text)"
+            )
+        if url.query or url.fragment:
+            raise ValueError(f"otel_export_endpoint {value!r}: no query or fragment")
+        parse_destination(f"{url.hostname}:{url.port or 443}")
+        return value
+
+    def otel_environment(self) -> dict[str, str]:
+        """Variables the collector's container reads: the export endpoint, when one is set."""
+        if not self.otel_export_endpoint:
+            return {}
+        return {"QCSTACK_OTEL_EXPORT_ENDPOINT": self.otel_export_endpoint}
+
+    @property
+    def otel_configs(self) -> tuple[str, ...]:
+        """The collector's --config files inside its image, in order: the export is added only
+        when an endpoint is set."""
+        configs: tuple[str, ...] = ("/etc/otelcol/collector.yaml",)
+        if self.otel_export_endpoint:
+            configs += ("/etc/otelcol/export-otlphttp.yaml",)
+        return configs
 
     @field_validator("ca_bundle", "build_dir", "secrets_dir")
     @classmethod

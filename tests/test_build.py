@@ -75,7 +75,13 @@ def staged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> tuple[
 
 
 def test_every_recipe_has_its_dockerfile_locks_tools_and_sources() -> None:
-    assert {r.name for r in images.IMAGES} == {"qc-mcp", "egress-proxy", "gateway", "gateway-relay"}
+    assert {r.name for r in images.IMAGES} == {
+        "qc-mcp",
+        "egress-proxy",
+        "gateway",
+        "gateway-relay",
+        "otel-collector",
+    }
     for r in images.IMAGES:
         assert (REPO / "images" / r.name / "Dockerfile").is_file()
         for lock in (r.python_lock, r.deb_lock):

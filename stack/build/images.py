@@ -10,6 +10,8 @@ from pathlib import Path
 from stack.build.base import ensure_base_image
 from stack.build.debs import fetch_debs
 from stack.build.gotools import build_go_tool
+from stack.build.otelcol import BINARY as OTELCOL_BINARY
+from stack.build.otelcol import build_otelcol
 from stack.build.wheelhouse import fetch_wheels
 from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run, step
 from stack.settings import Settings
@@ -32,6 +34,9 @@ class ImageRecipe:
     sources: tuple[str, ...] = ()
     """Folders of this repository (Python packages such as gateway), each staged under src/ with
     its files as they are, bytecode caches left out: src/<folder>/..."""
+    otelcol: bool = False
+    """The collector binary built from otel/manifest.yaml (stack/build/otelcol.py), staged as
+    otelcol-qcstack, with the collector configs otel/*.yaml beside it (the manifest left out)."""
 
 
 IMAGES = (
@@ -41,7 +46,11 @@ IMAGES = (
         name="gateway", python_lock="gateway.txt", go_tools=("healthcheck",), sources=("gateway",)
     ),
     ImageRecipe(name="gateway-relay", go_tools=("relay", "healthcheck")),
+    ImageRecipe(name="otel-collector", go_tools=("healthcheck",), otelcol=True),
 )
+
+OTELCOL_CONFIGS = ("collector.yaml", "export-otlphttp.yaml")
+"""otel/ files the collector image holds under /etc/otelcol/."""
 
 SOURCE_SKIPPED = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 """Folders under a staged source that hold caches, never code."""
@@ -101,6 +110,10 @@ def context_files(settings: Settings, recipe: ImageRecipe) -> dict[str, Path]:
         wanted[tool] = build_go_tool(settings, tool)
     for folder in recipe.sources:
         wanted.update(source_files(root, folder))
+    if recipe.otelcol:
+        wanted[OTELCOL_BINARY] = build_otelcol(settings)
+        for config in OTELCOL_CONFIGS:
+            wanted[config] = root / "otel" / config
     return wanted
 
 
