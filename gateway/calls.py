@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+
 from gateway.approvals import ApprovalError, ApprovalState, ApprovalStore
 from gateway.audit import AuditError, AuditLog
 from gateway.brokerages import BrokerageError, BrokerageStore
@@ -20,6 +22,9 @@ from gateway.lockdown import Lockdown
 from gateway.policy import Decision, Profile, Verdict, decide
 from gateway.redact import redact
 from gateway.tools import kind_of
+from gateway.tracing import TRACER_NAME, current_trace_id
+
+tracer = trace.get_tracer(TRACER_NAME)
 
 PREFIX = "qcstack gateway: "
 APPROVAL_POLL_SECONDS = 0.25
@@ -65,16 +70,22 @@ class CallGate:
         # Secrets by key, and any stored brokerage secret wherever it turns up.
         shown = self.gate.brokerages.scrub_json(redact(arguments))
         record = {"tool": tool, "arguments": shown, **ids}
-        decision = decide(
-            tool,
-            arguments,
-            self.gate.profile,
-            held_tools=self.gate.held_tools,
-            lockdown=self.gate.lockdown.state().locked,
-        )
-        refusal = self.gate.brokerages.refusal(tool, arguments)
-        if decision.verdict is not Verdict.DENY and refusal is not None:
-            decision = Decision(Verdict.DENY, refusal)
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            record["trace"] = trace_id  # the audit entry and the trace find each other
+        with tracer.start_as_current_span("qcstack.policy") as span:
+            decision = decide(
+                tool,
+                arguments,
+                self.gate.profile,
+                held_tools=self.gate.held_tools,
+                lockdown=self.gate.lockdown.state().locked,
+            )
+            refusal = self.gate.brokerages.refusal(tool, arguments)
+            if decision.verdict is not Verdict.DENY and refusal is not None:
+                decision = Decision(Verdict.DENY, refusal)
+            span.set_attribute("qcstack.policy.verdict", str(decision.verdict))
+            span.set_attribute("qcstack.policy.profile", str(self.gate.profile))
         await self.audit({**record, "event": str(decision.verdict), "reason": decision.reason})
         if decision.verdict is Verdict.DENY:
             raise Refused(PREFIX + decision.reason)
@@ -84,7 +95,9 @@ class CallGate:
             await self.audit({**record, "event": "rate-limited", "reason": limited})
             raise Refused(PREFIX + limited)
         if decision.verdict is Verdict.HOLD:
-            await self._wait_for_approval(tool, arguments, record)
+            with tracer.start_as_current_span("qcstack.approval") as span:
+                span.set_attribute("qcstack.approval.outcome", "pending")
+                await self._wait_for_approval(tool, arguments, record, span)
         try:
             filled = self.gate.brokerages.fill(tool, arguments)
         except BrokerageError as error:  # the store changed under a held call
@@ -99,13 +112,18 @@ class CallGate:
         await self.audit({**admitted.record, "event": "failed", "error": error[:500]})
 
     async def _wait_for_approval(
-        self, tool: str, arguments: Mapping[str, Any], record: Mapping[str, Any]
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        record: Mapping[str, Any],
+        span: trace.Span,
     ) -> None:
         try:
             held = await asyncio.to_thread(self.gate.approvals.hold, tool, arguments)
         except (ApprovalError, OSError) as error:
             await self.audit({**record, "event": "failed", "error": "approval store unavailable"})
             raise Refused(PREFIX + f"cannot hold {tool} for approval ({error}); refused") from None
+        span.set_attribute("qcstack.approval.id", held.id)
         await self.audit({**record, "event": "waiting", "approval": held.id})
         deadline = asyncio.get_running_loop().time() + self.gate.approval_wait_seconds
         approval = held
@@ -119,17 +137,21 @@ class CallGate:
             waited = f"no decision within {self.gate.approval_wait_seconds:.0f}s"
             with contextlib.suppress(ApprovalError):  # already expired: nothing left to close
                 await asyncio.to_thread(self.gate.approvals.deny, held.id, f"gateway ({waited})")
+            span.set_attribute("qcstack.approval.outcome", "timeout")
             await self.audit({**record, "event": "approval-timeout", "approval": held.id})
             raise Refused(PREFIX + f"not run: approval {held.id} got {waited}")
         if approval.state is ApprovalState.APPROVED and self.gate.lockdown.state().locked:
             # The kill switch wins over an approval given before it was pulled.
+            span.set_attribute("qcstack.approval.outcome", "lockdown")
             await self.audit({**record, "event": "lockdown", "approval": held.id})
             raise Refused(PREFIX + f"not run: lockdown was engaged while {held.id} was held")
         try:
             used = await asyncio.to_thread(self.gate.approvals.consume, held.id, tool, arguments)
         except ApprovalError as error:
+            span.set_attribute("qcstack.approval.outcome", str(approval.state))
             await self.audit({**record, "event": f"approval-{approval.state}", "approval": held.id})
             raise Refused(PREFIX + f"not run: {error}") from None
+        span.set_attribute("qcstack.approval.outcome", "approved")
         await self.audit(
             {**record, "event": "approved", "approval": used.id, "approved_by": used.decided_by}
         )

@@ -21,20 +21,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.calls import PREFIX, Admitted, CallGate, Refused
 from gateway.inbound import replay_body
 from gateway.policy import Profile, listed
+from gateway.tracing import TRACER_NAME, context_from_meta, set_error
 from gateway.upstream import SESSION_HEADER, UpstreamPool
 
 logger = logging.getLogger("qcstack.gateway.fastlane")
+tracer = trace.get_tracer(TRACER_NAME)
 LISTING_TTL_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
 """While a call waits (for a person, or for upstream), an SSE comment goes out this often, so
 that clients and proxies do not give up on a quiet stream."""
 WAITING: Message = {"type": "http.response.body", "body": b": waiting\n\n", "more_body": True}
 JSONRPC_INTERNAL_ERROR = -32603
+LISTING_FAILED = {"code": JSONRPC_INTERNAL_ERROR, "message": PREFIX + "qc-mcp listed no tools"}
 
 
 def lane_request(body: bytes) -> dict[str, Any] | None:
@@ -92,7 +97,10 @@ class ListingCache:
             if fresh is not None:
                 return fresh
             generation = self.upstream.generation
-            response = await self.upstream.request("tools/list", {})
+            with tracer.start_as_current_span(
+                "tools/list", kind=SpanKind.CLIENT, attributes={"mcp.method.name": "tools/list"}
+            ):
+                response = await self.upstream.request("tools/list", {})
             tools = response.get("result", {}).get("tools")
             if not isinstance(tools, list):
                 raise LookupError("upstream listed no tools")
@@ -143,7 +151,7 @@ class FastLane:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         if request["method"] == "tools/list":
-            answer = self._listing(request)
+            answer = self._listing(request, session)
         else:
             answer = self._call(request, session)
         payload = await _keeping_alive(answer, send)
@@ -169,45 +177,86 @@ class FastLane:
         session = headers.get(SESSION_HEADER, "")
         return session if session and self.session_open(session) else None
 
-    async def _listing(self, request: Mapping[str, Any]) -> bytes:
+    async def _listing(self, request: Mapping[str, Any], session: str) -> bytes:
         head = b'{"jsonrpc":"2.0","id":' + json.dumps(request["id"]).encode()
-        try:
-            return head + b',"result":' + await self.listings.result() + b"}"
-        except Exception:  # upstream down or odd: the client gets an error, never a partial list
-            error = {"code": JSONRPC_INTERNAL_ERROR, "message": PREFIX + "qc-mcp listed no tools"}
-            return head + b',"error":' + json.dumps(error).encode() + b"}"
+        with tracer.start_as_current_span(
+            "tools/list",
+            context=context_from_meta(request.get("params", {}).get("_meta")),
+            kind=SpanKind.SERVER,
+            attributes=_server_attributes("tools/list", request, session),
+            record_exception=False,
+        ) as span:
+            try:
+                return head + b',"result":' + await self.listings.result() + b"}"
+            except Exception as error:  # the client gets an error, never a partial list
+                set_error(span, type(error).__name__)
+                return head + b',"error":' + json.dumps(LISTING_FAILED).encode() + b"}"
 
     async def _call(self, request: Mapping[str, Any], session: str) -> bytes:
         params = request["params"]
         tool = params["name"]
         ids = {"session": session, "request": str(request["id"])}
-        try:
-            admitted = await self.calls.admit(tool, params.get("arguments", {}), ids)
-            result = await self._relay(tool, admitted)
-        except Refused as refused:
-            result = tool_error(str(refused))
-        except Exception:
-            logger.exception("tool call %s failed in the gateway", tool)
-            result = tool_error(PREFIX + f"{tool} failed in the gateway; see its log")
+        attributes = {
+            **_server_attributes("tools/call", request, session),
+            "gen_ai.tool.name": tool,
+            "gen_ai.operation.name": "execute_tool",
+        }
+        with tracer.start_as_current_span(
+            f"tools/call {tool}",
+            context=context_from_meta(params.get("_meta")),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,  # exception texts stay in the gateway's log
+        ) as span:
+            try:
+                admitted = await self.calls.admit(tool, params.get("arguments", {}), ids)
+                result = await self._relay(tool, admitted)
+                if result.get("isError"):
+                    set_error(span, "tool_error")
+            except Refused as refused:
+                set_error(span, "refused")
+                result = tool_error(str(refused))
+            except Exception as error:
+                logger.exception("tool call %s failed in the gateway", tool)
+                set_error(span, type(error).__name__)
+                result = tool_error(PREFIX + f"{tool} failed in the gateway; see its log")
         return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
 
     async def _relay(self, tool: str, admitted: Admitted) -> dict[str, Any]:
         brokerages = self.calls.gate.brokerages
-        try:
-            response = await self.upstream.request(
-                "tools/call", {"name": tool, "arguments": admitted.arguments}
-            )
-        except Exception as error:
-            await self.calls.failed(admitted, type(error).__name__)
-            return tool_error(PREFIX + f"{tool} failed before an answer came back")
-        if "error" in response:
-            reported = response["error"].get("message", "error")
-            message = brokerages.scrub(f"qc-mcp: {reported}")
-            await self.calls.failed(admitted, message)
-            return tool_error(message)
+        with tracer.start_as_current_span(
+            f"tools/call {tool}",
+            kind=SpanKind.CLIENT,
+            attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": tool},
+            record_exception=False,
+        ) as span:
+            try:
+                response = await self.upstream.request(
+                    "tools/call", {"name": tool, "arguments": admitted.arguments}
+                )
+            except Exception as error:
+                set_error(span, type(error).__name__)
+                await self.calls.failed(admitted, type(error).__name__)
+                return tool_error(PREFIX + f"{tool} failed before an answer came back")
+            if "error" in response:
+                set_error(span, str(response["error"].get("code", "jsonrpc_error")))
+                reported = response["error"].get("message", "error")
+                message = brokerages.scrub(f"qc-mcp: {reported}")
+                await self.calls.failed(admitted, message)
+                return tool_error(message)
         result: dict[str, Any] = brokerages.scrub_json(response["result"])
         await self.calls.completed(admitted, is_error=bool(result.get("isError")))
         return result
+
+
+def _server_attributes(method: str, request: Mapping[str, Any], session: str) -> dict[str, str]:
+    return {
+        "mcp.method.name": method,
+        "jsonrpc.request.id": str(request["id"]),
+        "jsonrpc.protocol.version": "2.0",
+        "mcp.session.id": session,
+        "network.transport": "tcp",
+    }
 
 
 async def _read_body(receive: Receive) -> bytes:

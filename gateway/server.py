@@ -35,6 +35,7 @@ from gateway.lockdown import Lockdown
 from gateway.mcpsessions import MCPSessions
 from gateway.middleware import PolicyMiddleware, text_of
 from gateway.settings import GatewaySettings, SettingsError, read_secret
+from gateway.tracing import Tracing
 from gateway.upstream import UpstreamPool
 
 MCP_PATH = "/mcp"
@@ -115,9 +116,11 @@ def build_app(
     token: bytes,
     access: AdminAccess,
     statistics: StatisticsProvider | None = None,
+    tracing: Tracing | None = None,
 ) -> Any:
     """The gateway's ASGI app. statistics: what shows a project's latest backtest on the
-    approval page (gateway.admin.statistics); by default qc-mcp's list_backtests."""
+    approval page (gateway.admin.statistics); by default qc-mcp's list_backtests. tracing:
+    where its spans go (gateway.tracing), for the dropped-span count on /healthz."""
     # A few persistent sessions to qc-mcp, shared by every client call; they pass on no
     # header of the client's (its token stays here) and relay nothing back (gateway/upstream.py).
     upstream = UpstreamPool(settings.upstream_url, size=settings.upstream_sessions)
@@ -138,7 +141,10 @@ def build_app(
 
     @proxy.custom_route("/healthz", methods=["GET"])
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "lockdown": gate.lockdown.state().locked})
+        dropped = tracing.dropped if tracing is not None else 0
+        return JSONResponse(
+            {"ok": True, "lockdown": gate.lockdown.state().locked, "spans_dropped": dropped}
+        )
 
     lookup: list[MCPSessions] = []  # FastMCP's sessions, found once its app is built
 
@@ -182,9 +188,18 @@ def main() -> None:
         gate = build_gate(settings)
     except (SettingsError, AuditError, ApprovalError, BrokerageError, ValueError) as error:
         sys.exit(f"qcstack gateway: {error}")
-    app = build_app(settings, gate, token, access)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    tracing = Tracing.start(settings.otel_endpoint, capacity=settings.otel_queue_spans)
+    app = build_app(settings, gate, token, access, tracing=tracing)
     # uvicorn's access log prints query strings, where clients sometimes put tokens: ours doesn't.
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, ws="none", log_level="info", access_log=False
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ws="none",
+            log_level="info",
+            access_log=False,
+        )
+    finally:
+        tracing.shutdown()

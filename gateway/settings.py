@@ -53,6 +53,10 @@ class GatewaySettings(BaseSettings):
     max_sessions: int = Field(default=64, ge=1, le=1024)
     """Client MCP sessions open at once; one more gets HTTP 503. Each costs memory: size the
     container's memory limit with it (README, "The gateway's memory")."""
+    otel_endpoint: str = ""
+    """The collector's OTLP/HTTP traces URL (compose sets it); empty: no spans are sent."""
+    otel_queue_spans: int = Field(default=4096, ge=64, le=1_000_000)
+    """Spans held for the collector; beyond that they are dropped and counted, never waited for."""
     session_idle_seconds: float = Field(default=900.0, gt=0, le=86400)
     """A client session with no request in flight for this long is ended (the client opens a
     new one); idle sessions would otherwise hold the room `max_sessions` allows."""

@@ -52,6 +52,8 @@ from fastmcp.tools import Tool
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, ListToolsRequest
 
+from gateway.tracing import current_carrier
+
 logger = logging.getLogger("qcstack.gateway.upstream")
 
 SESSION_HEADER = "mcp-session-id"
@@ -355,7 +357,13 @@ class UpstreamPool:
         }
         if client.protocol_version is not None:
             headers["mcp-protocol-version"] = client.protocol_version
-        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": dict(params)}
+        # The current trace goes on, to qc-mcp's HTTP instrumentation and in MCP's own place.
+        carrier = current_carrier()
+        headers.update(carrier)
+        sent = dict(params)
+        if carrier:
+            sent["_meta"] = {**dict(sent.get("_meta") or {}), **carrier}
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": sent}
         response = await self._http.post(self.url, content=json.dumps(body), headers=headers)
         if response.status_code == 404:
             client.gone = True

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import uvicorn
 from fastmcp import Context, FastMCP
 from fastmcp.server.dependencies import get_http_headers
@@ -142,3 +143,23 @@ async def serve_gateway(
     finally:
         server.should_exit = True
         await task
+
+
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+async def open_session(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str]
+) -> httpx2.Response:
+    """Opens an MCP session of the handshake protocol with one raw initialize request."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    return await http.post(url, json=initialize, headers=headers)

@@ -17,16 +17,12 @@ from gateway import fastlane
 from gateway.middleware import PolicyMiddleware
 from gateway.server import build_gate
 from gateway.settings import GatewaySettings
-from tests.mcp_upstream import Upstream, free_port, serve_gateway
+from tests.mcp_upstream import MCP_HEADERS, Upstream, free_port, open_session, serve_gateway
 
 pytestmark = pytest.mark.anyio
 TOKEN = "fastlane-test-token-0123456789abcdef"  # noqa: S105 -- a test token
 BROKERAGE_SECRET = "fastlane-canary-brokerage-password"  # noqa: S105 -- a canary
-HEADERS = {
-    "authorization": f"Bearer {TOKEN}",
-    "content-type": "application/json",
-    "accept": "application/json, text/event-stream",
-}
+HEADERS = {"authorization": f"Bearer {TOKEN}", **MCP_HEADERS}
 
 
 @pytest.fixture
@@ -70,20 +66,6 @@ async def gateway(settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch) ->
 def audit_events(settings: GatewaySettings) -> list[tuple[str, str]]:
     lines = (settings.state_dir / "audit.jsonl").read_text().splitlines()
     return [(entry["tool"], entry["event"]) for entry in map(json.loads, lines)]
-
-
-async def open_session(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    return await http.post(url, json=initialize, headers=HEADERS)
 
 
 async def test_tool_calls_are_decided_and_audited_in_the_fast_lane(
@@ -174,14 +156,14 @@ async def test_opening_more_sessions_than_the_cap_is_refused(
     gateway: str, settings: GatewaySettings
 ) -> None:
     async with httpx2.AsyncClient() as http:
-        opened = [await open_session(http, gateway) for _ in range(settings.max_sessions)]
+        opened = [await open_session(http, gateway, HEADERS) for _ in range(settings.max_sessions)]
         assert [answer.status_code for answer in opened] == [200] * settings.max_sessions
-        one_more = await open_session(http, gateway)
+        one_more = await open_session(http, gateway, HEADERS)
         assert one_more.status_code == 503
         session = opened[0].headers["mcp-session-id"]
         closed = await http.delete(gateway, headers={**HEADERS, "mcp-session-id": session})
         assert closed.status_code == 200
-        assert (await open_session(http, gateway)).status_code == 200  # room again
+        assert (await open_session(http, gateway, HEADERS)).status_code == 200  # room again
 
 
 async def test_a_held_call_keeps_its_stream_alive_until_a_person_decides(
@@ -190,7 +172,7 @@ async def test_a_held_call_keeps_its_stream_alive_until_a_person_decides(
     monkeypatch.setattr(fastlane, "KEEPALIVE_SECONDS", 0.05)
     gate = build_gate(settings)
     async with httpx2.AsyncClient() as http:
-        session = (await open_session(http, gateway)).headers["mcp-session-id"]
+        session = (await open_session(http, gateway, HEADERS)).headers["mcp-session-id"]
         headers = {**HEADERS, "mcp-session-id": session}
         await http.post(
             gateway, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
