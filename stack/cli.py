@@ -188,6 +188,26 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def cmd_traces(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints the collector's recent traces as trees of spans."""
+    from stack import traces
+
+    if args.last < 1:
+        raise CommandError("--last takes how many traces to show: 1 or more")
+    lines = traces.read_collector_files(operator_project(settings))
+    roots = traces.trees(traces.parse_lines(lines))
+    if args.trace:
+        roots = [root for root in roots if root.trace_id == args.trace.lower()]
+    else:
+        roots = traces.latest(roots, args.last)
+    if not roots:
+        print("no traces yet" if not args.trace else f"no trace {args.trace} in the files")
+        return 0 if not args.trace else 1
+    for line in traces.render(roots):
+        print(line)
+    return 0
+
+
 def cmd_seccomp_record(settings: Settings, args: argparse.Namespace) -> int:
     from stack.seccomp.record import record
 
@@ -315,6 +335,10 @@ def parser() -> argparse.ArgumentParser:
     )
     mutation.add_argument("--control", action="append", default=[], help="only this control ID")
     mutation.set_defaults(handler=cmd_mutation_check)
+    traces = commands.add_parser("traces", help="show recent traces as trees of spans")
+    traces.add_argument("--last", type=int, default=10, metavar="N", help="default: 10")
+    traces.add_argument("--trace", metavar="ID", help="only this trace (32 hex digits)")
+    traces.set_defaults(handler=cmd_traces)
     add_seccomp_commands(commands)
     add_admin_commands(commands)
     return top

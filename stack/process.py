@@ -59,6 +59,25 @@ def output(argv: Sequence[str | Path], **kwargs: object) -> str:
     return run(argv, capture=True, **kwargs).stdout.strip()  # type: ignore[arg-type]
 
 
+def output_bytes(
+    argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> bytes:
+    """Runs argv and returns its standard output as bytes (an archive, say)."""
+    args = [str(a) for a in argv]
+    try:
+        result = subprocess.run(
+            args, env=None if env is None else dict(env), capture_output=True, timeout=timeout
+        )
+    except FileNotFoundError as error:
+        raise CommandError(f"{args[0]} is not installed ({error})") from error
+    except subprocess.TimeoutExpired as error:
+        raise CommandError(f"`{shlex.join(args)}` did not finish in {timeout:.0f}s") from error
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()[-2000:]
+        raise CommandError(f"`{shlex.join(args)}` exited {result.returncode}:\n{detail}")
+    return result.stdout
+
+
 @contextmanager
 def step(title: str) -> Iterator[None]:
     """Prints a step's start and how long it took."""
