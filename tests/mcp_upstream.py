@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -163,3 +165,20 @@ async def open_session(
         },
     }
     return await http.post(url, json=initialize, headers=headers)
+
+
+def gateway_settings(
+    upstream: Upstream, state: Path, brokerage_secret: str, **overrides: Any
+) -> GatewaySettings:
+    """Gateway settings for a test: this upstream, one upstream session, state under `state`,
+    and one stored brokerage configuration ("ib") whose password is `brokerage_secret`."""
+    state.mkdir(parents=True, exist_ok=True)
+    brokerages = state / "brokerages.json"
+    brokerages.write_text(json.dumps({"ib": {"id": "IB", "ib-password": brokerage_secret}}))
+    return GatewaySettings(
+        upstream_url=upstream.url,
+        state_dir=state / "state",
+        upstream_sessions=1,
+        brokerages_file=brokerages,
+        **overrides,
+    )

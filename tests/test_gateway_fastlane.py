@@ -17,7 +17,13 @@ from gateway import fastlane
 from gateway.middleware import PolicyMiddleware
 from gateway.server import build_gate
 from gateway.settings import GatewaySettings
-from tests.mcp_upstream import MCP_HEADERS, Upstream, free_port, open_session, serve_gateway
+from tests.mcp_upstream import (
+    MCP_HEADERS,
+    Upstream,
+    gateway_settings,
+    open_session,
+    serve_gateway,
+)
 
 pytestmark = pytest.mark.anyio
 TOKEN = "fastlane-test-token-0123456789abcdef"  # noqa: S105 -- a test token
@@ -26,28 +32,17 @@ HEADERS = {"authorization": f"Bearer {TOKEN}", **MCP_HEADERS}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream(free_port(), extra_tools=("create_live_algorithm", "frobnicate"))
-    await server.start()
-    yield server
-    await server.stop()
+def upstream_tools() -> tuple[str, ...]:
+    return ("create_live_algorithm", "frobnicate")
 
 
 @pytest.fixture
 def settings(upstream: Upstream, tmp_path: Path) -> GatewaySettings:
-    brokerages = tmp_path / "brokerages.json"
-    brokerages.write_text(json.dumps({"ib": {"id": "IB", "ib-password": BROKERAGE_SECRET}}))
-    return GatewaySettings(
-        upstream_url=upstream.url,
-        state_dir=tmp_path / "state",
-        upstream_sessions=1,
+    return gateway_settings(
+        upstream,
+        tmp_path,
+        BROKERAGE_SECRET,
         profile="live",
-        brokerages_file=brokerages,
         approval_wait_seconds=30,
         max_sessions=3,
     )

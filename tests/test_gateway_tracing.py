@@ -20,16 +20,17 @@ from opentelemetry.trace import SpanKind
 
 from gateway.settings import GatewaySettings
 from gateway.tracing import SpanQueue, Tracing
-from tests.mcp_upstream import MCP_HEADERS, Upstream, free_port, open_session, serve_gateway
+from tests.mcp_upstream import (
+    MCP_HEADERS,
+    Upstream,
+    gateway_settings,
+    open_session,
+    serve_gateway,
+)
 
 pytestmark = pytest.mark.anyio
 TOKEN = "tracing-test-token-0123456789abcdef"  # noqa: S105 -- a test token
 BROKERAGE_SECRET = "tracing-canary-brokerage-password"  # noqa: S105 -- a canary
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +52,8 @@ def spans(recorded: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream(free_port())
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def settings(upstream: Upstream, tmp_path: Path) -> GatewaySettings:
-    brokerages = tmp_path / "brokerages.json"
-    brokerages.write_text(json.dumps({"ib": {"id": "IB", "ib-password": BROKERAGE_SECRET}}))
-    return GatewaySettings(
-        upstream_url=upstream.url,
-        state_dir=tmp_path / "state",
-        upstream_sessions=1,
-        brokerages_file=brokerages,
-    )
+    return gateway_settings(upstream, tmp_path, BROKERAGE_SECRET)
 
 
 @pytest.fixture

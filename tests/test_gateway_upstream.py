@@ -15,23 +15,10 @@ from fastmcp.client.logging import LogMessage
 
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamPool
-from tests.mcp_upstream import Upstream, free_port, serve_gateway
+from tests.mcp_upstream import Upstream, serve_gateway
 
 pytestmark = pytest.mark.anyio
 TOKEN = "upstream-test-token-0123456789abcdef"  # noqa: S105 -- a test token
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream(free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
