@@ -222,6 +222,19 @@ def test_api_request_is_a_child_span_of_the_tool_call(
     assert any(r["path"] == "/api/v2/account/read" for r in double_records(docker, api_double))
 
 
+@pytest.mark.control("OBS-01", "behaviour")
+def test_spans_never_pass_through_the_egress_proxy(
+    docker: DockerHost, egress_proxy: Container, read_account_traced: TracedCall
+) -> None:
+    # The spans arrived (the fixture waited for them) and the API request went through the
+    # proxy; no request to the collector ever did (NO_PROXY), so the allow-list stays as it is.
+    assert read_account_traced.spans
+    lines = docker.check("docker logs %s 2>/dev/null", egress_proxy.id).splitlines()
+    targets = [json.loads(line)["target"] for line in lines if line.startswith("{")]
+    assert "www.quantconnect.com:443" in targets
+    assert [t for t in targets if "otel-collector" in t or ":4318" in t] == []
+
+
 # OBS-02 -------------------------------------------------------------------------------------
 
 
