@@ -93,6 +93,18 @@ class DockerHost:
         )
         return _probe_result(result)
 
+    def netns_probe(self, container: str, source: str, *args: str) -> ProbeResult:
+        """Runs Python source on the Docker host inside the container's network namespace only:
+        for a container with no interpreter of its own (the relay, the collector). Routes,
+        addresses and firewall are the container's; files and user are the host's."""
+        result = self.host.run(
+            "nsenter -t %s -n python3 -c %s" + " %s" * len(args),
+            str(self.main_pid(container)),
+            PROBE_PRELUDE + textwrap.dedent(source),
+            *args,
+        )
+        return _probe_result(result)
+
     def host_probe(self, source: str, *args: str) -> ProbeResult:
         """Runs Python source on the Docker host itself (as root: it looks into containers)."""
         result = self.host.run(

@@ -64,4 +64,15 @@ SIDE_SERVICES = {
         mounts=(),
         read_only_dirs=("/", "/usr/local/bin"),
     ),
+    "otel-collector": Expected(
+        uid=10006,
+        comm="otelcol-qcstack",
+        tmpfs=None,
+        memory=128 * MiB,
+        nano_cpus=500_000_000,
+        pids=64,
+        mounts=(("/var/lib/otelcol", "volume", True),),
+        read_only_dirs=("/", "/etc/otelcol", "/usr/local/bin"),
+        owned_paths=("/var/lib/otelcol",),
+    ),
 }

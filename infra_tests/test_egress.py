@@ -83,7 +83,10 @@ def test_proxy_runs_the_allow_list_rendered_from_settings(
 def test_server_sends_its_api_traffic_to_the_proxy(qc_mcp: Container) -> None:
     environment = dict(entry.split("=", 1) for entry in qc_mcp.attrs["Config"]["Env"])
     assert environment["HTTPS_PROXY"] == "http://egress-proxy:3128"
-    assert "NO_PROXY" not in environment and "no_proxy" not in environment
+    # The one exemption: spans go straight to the collector on the internal telemetry network
+    # (OBS-01); anything else bypassing the proxy would be a way around the allow-list.
+    assert environment.get("NO_PROXY") == "otel-collector"
+    assert "no_proxy" not in environment
 
 
 @pytest.mark.control("NET-04", "behaviour")

@@ -1,4 +1,5 @@
-"""NET controls: nothing outside the stack reaches qc-mcp, and qc-mcp reaches nothing outside."""
+"""NET controls: nothing outside the stack reaches qc-mcp, and qc-mcp, the gateway and the
+collector reach nothing outside."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra_tests.conftest import Canary, Container, StackContainers, stack_network, start_canary
-from infra_tests.dockerhost import PROBE_PRELUDE, DockerHost
+from infra_tests.dockerhost import PROBE_PRELUDE, DockerHost, ProbeResult
 from stack.settings import Settings
 
 SERVER_PORT = 8000
@@ -48,6 +49,24 @@ UDP_SEND = (
 
 CONFINED = ["qc-mcp", "gateway"]
 """The services with no route out: qc-mcp, and the gateway that holds the brokerage secrets."""
+CONFINED_CONFIG = [
+    *CONFINED,
+    pytest.param("otel-collector", marks=pytest.mark.control("OBS-04", "config")),
+]
+CONFINED_BEHAVIOUR = [
+    *CONFINED,
+    pytest.param("otel-collector", marks=pytest.mark.control("OBS-04", "behaviour")),
+]
+"""The same with the otel-collector, which holds every trace (OBS-04)."""
+NO_INTERPRETER = {"otel-collector"}
+"""Services whose image has no python3: probed from the host in their network namespace."""
+
+
+def probe(docker: DockerHost, container: Container, source: str, *args: str) -> ProbeResult:
+    """Runs a network probe as the service would: inside it, or in its network namespace."""
+    if container.service in NO_INTERPRETER:
+        return docker.netns_probe(container.id, source, *args)
+    return docker.probe(container.id, source, *args)
 
 
 def network_names(container: Container) -> list[str]:
@@ -100,7 +119,7 @@ def published_udp_canary(
 
 
 @pytest.mark.control("NET-01", "config")
-@pytest.mark.parametrize("service", ["qc-mcp", "gateway", "egress-proxy"])
+@pytest.mark.parametrize("service", ["qc-mcp", "gateway", "egress-proxy", "otel-collector"])
 def test_no_port_is_published(stack_containers: StackContainers, service: str) -> None:
     container = stack_containers[service]
     assert not container.host_config["PortBindings"]
@@ -170,7 +189,7 @@ def test_host_cannot_call_the_unauthenticated_server_directly(
 
 
 @pytest.mark.control("NET-02", "config")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_CONFIG)
 def test_every_network_of_the_service_is_internal(
     docker: DockerHost, stack_containers: StackContainers, service: str
 ) -> None:
@@ -179,7 +198,7 @@ def test_every_network_of_the_service_is_internal(
 
 
 @pytest.mark.control("NET-02", "config")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_CONFIG)
 def test_no_network_of_the_service_has_ipv6(
     docker: DockerHost, stack_containers: StackContainers, service: str
 ) -> None:
@@ -188,19 +207,19 @@ def test_no_network_of_the_service_has_ipv6(
 
 
 @pytest.mark.control("NET-02", "behaviour")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_BEHAVIOUR)
 def test_service_cannot_reach_a_canary_outside_the_stack_over_tcp(
     docker: DockerHost, stack_containers: StackContainers, published_canary: Canary, service: str
 ) -> None:
     address, port = published_canary.address, published_canary.port
     assert docker.connects(address, port, wait_seconds=5), "the canary itself is not up"
-    result = docker.probe(stack_containers[service].id, CONNECT, address, str(port))
+    result = probe(docker, stack_containers[service], CONNECT, address, str(port))
     assert result.data["connected"] is False
     assert result.data["error"] in UNREACHABLE
 
 
 @pytest.mark.control("NET-02", "behaviour")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_BEHAVIOUR)
 def test_service_cannot_reach_a_canary_outside_the_stack_over_udp(
     docker: DockerHost,
     stack_containers: StackContainers,
@@ -208,7 +227,7 @@ def test_service_cannot_reach_a_canary_outside_the_stack_over_udp(
     service: str,
 ) -> None:
     canary = published_udp_canary
-    result = docker.probe(stack_containers[service].id, UDP_SEND, canary.address, str(canary.port))
+    result = probe(docker, stack_containers[service], UDP_SEND, canary.address, str(canary.port))
     assert result.data["answered"] is False
     assert result.data["error"] in UNREACHABLE
 
@@ -232,18 +251,18 @@ def test_server_cannot_reach_a_canary_over_ipv6(
 
 
 @pytest.mark.control("NET-02", "behaviour")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_BEHAVIOUR)
 def test_service_cannot_reach_the_proxys_outside_network_directly(
     docker: DockerHost, stack_containers: StackContainers, outside_canary: Canary, service: str
 ) -> None:
     canary = outside_canary
-    result = docker.probe(stack_containers[service].id, CONNECT, canary.address, str(canary.port))
+    result = probe(docker, stack_containers[service], CONNECT, canary.address, str(canary.port))
     assert result.data["connected"] is False
     assert result.data["error"] in UNREACHABLE
 
 
 @pytest.mark.control("NET-03", "config")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_CONFIG)
 def test_internal_network_has_no_address_on_the_host(
     docker: DockerHost, stack_containers: StackContainers, service: str
 ) -> None:
@@ -256,12 +275,12 @@ def test_internal_network_has_no_address_on_the_host(
 
 
 @pytest.mark.control("NET-03", "behaviour")
-@pytest.mark.parametrize("service", CONFINED)
+@pytest.mark.parametrize("service", CONFINED_BEHAVIOUR)
 def test_service_cannot_reach_services_on_the_docker_host(
     docker: DockerHost, stack_containers: StackContainers, host_canary: int, service: str
 ) -> None:
     container = stack_containers[service]
     for name in network_names(container):
         gateway = ipv4_gateway(docker.inspect("network", name))
-        result = docker.probe(container.id, CONNECT, gateway, str(host_canary))
+        result = probe(docker, container, CONNECT, gateway, str(host_canary))
         assert result.data["connected"] is False, f"reached the host through {gateway} ({name})"

@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from stack.egress import render_policy
-from stack.process import SYSTEM_PATH, run
+from stack.process import SYSTEM_PATH, CommandError, run
 from stack.settings import Settings
 
 
@@ -84,6 +84,16 @@ class ComposeProject:
         return result.stdout or ""
 
     def up(self, *, wait_timeout: int | None = None) -> None:
+        if self.settings.otel_export_endpoint:
+            # OBS-04: the collector sits on the internal telemetry network alone. An export would
+            # need a route out that qc-mcp cannot share (the egress proxy's allow-list is
+            # per subnet, so listing the backend there would open it to qc-mcp too).
+            raise CommandError(
+                f"otel_export_endpoint is set ({self.settings.otel_export_endpoint}), but this "
+                "stack gives the collector no route out (OBS-04): unset "
+                "QCSTACK_OTEL_EXPORT_ENDPOINT, or see the README's 'Tracing' section for what "
+                "exporting needs"
+            )
         self.write_rendered_files()
         limit = ("--wait-timeout", str(wait_timeout)) if wait_timeout else ()
         self.run(

@@ -87,7 +87,7 @@ def _qc_mcp(**service: Any) -> dict[str, Any]:
     return {"services": {"qc-mcp": service}}
 
 
-HARDENED_SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay")
+HARDENED_SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector")
 
 
 def _hardened_services(**service: Any) -> dict[str, Any]:
@@ -140,8 +140,22 @@ middleware.decide = lambda tool, arguments, profile, **_: Decision(Verdict.ALLOW
 
 
 def _internal_networks(**network: Any) -> dict[str, Any]:
-    """An override of both internal networks of qc-mcp."""
-    return {"networks": {"mcp": network, "egress": network}}
+    """An override of every internal network of qc-mcp."""
+    return {"networks": {"mcp": network, "egress": network, "telemetry": network}}
+
+
+def _collector_config(name: str) -> dict[str, Any]:
+    """The collector started with {mutation_dir}/<name> as its configuration instead of the
+    image's own."""
+    return {
+        "services": {
+            "otel-collector": {
+                "command": Override(["--config=/mutant/collector.yaml"]),
+                "configs": [{"source": "collector_mutant", "target": "/mutant/collector.yaml"}],
+            }
+        },
+        "configs": {"collector_mutant": {"file": "{mutation_dir}/" + name}},
+    }
 
 
 def _egress_policy() -> dict[str, Any]:
@@ -514,6 +528,55 @@ CONTROLS: tuple[Control, ...] = (
         "getting the one door killed for memory by opening MCP sessions without end",
         (),
         disable=_gateway(environment={"QCSTACK_GATEWAY_MAX_SESSIONS": "1024"}),
+    ),
+    Control(
+        "OBS-01",
+        "qc-mcp traced without changing its code: each MCP request a span in the caller's trace, "
+        "its QuantConnect API requests child spans",
+        "repudiation",
+        "images/qc-mcp/launch.py (OpenTelemetry zero-code instrumentation); locks/qc-mcp.txt; "
+        "compose/compose.yaml (OTEL_* of qc-mcp)",
+        "agent actions that reach QuantConnect without a record tying them to the call that "
+        "caused them",
+        (),
+        disable=_qc_mcp(environment={"OTEL_TRACES_EXPORTER": "none"}),
+    ),
+    Control(
+        "OBS-02",
+        "Exported telemetry redacted: no credential or brokerage secret reaches the trace files",
+        "credential-theft",
+        "otel/collector.yaml (redaction processor); images/qc-mcp/launch.py (no header capture)",
+        "the API token, Basic authorization headers or brokerage passwords leaking through spans "
+        "into the trace store or a backend",
+        (),
+        # The collector's own configuration with the redaction processor taken out of the pipeline.
+        disable=_collector_config("collector.yaml"),
+        disable_files={"collector.yaml": "{collector_config_without_redaction}"},
+    ),
+    Control(
+        "OBS-03",
+        "Telemetry never blocks a tool call: a stopped or frozen collector changes nothing for the "
+        "agent",
+        "runaway-behaviour",
+        "compose/compose.yaml (nothing depends on otel-collector; bounded OTEL_* timeouts and "
+        "queue); the SDK's batch span processor",
+        "a lost or wedged collector hanging or failing the agent's calls: observability turned "
+        "into an outage",
+        (),
+        # No override makes the SDK export in the caller's thread; the behaviour test stops and
+        # freezes the real collector instead.
+    ),
+    Control(
+        "OBS-04",
+        "The collector is hardened and isolated: on the internal telemetry network alone, shared "
+        "only with the gateway and qc-mcp",
+        "ip-leakage",
+        "compose/compose.yaml (otel-collector; network telemetry)",
+        "the trace store, which records every call the agent makes, sending it anywhere outside "
+        "the stack, or being reached by anything but the two senders",
+        (),
+        # An ordinary bridge with an address on the host: a route out for the collector.
+        disable={"networks": {"telemetry": {"internal": False, "driver_opts": RESET}}},
     ),
 )
 

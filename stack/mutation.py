@@ -97,7 +97,17 @@ def placeholder_values(settings: Settings, control: Control) -> dict[str, str]:
         ),
         "policy_allow_all": render_policy(settings.egress_destinations, subnet)
         + "http_access allow all\n",
+        "collector_config_without_redaction": collector_config_without_redaction(settings),
     }
+
+
+def collector_config_without_redaction(settings: Settings) -> str:
+    """otel/collector.yaml with the redaction processor taken out of every pipeline (OBS-02's
+    mutant): what a deployment that forgot it would run."""
+    config = yaml.safe_load((settings.repo_root / "otel" / "collector.yaml").read_text())
+    for pipeline in config["service"]["pipelines"].values():
+        pipeline["processors"] = [p for p in pipeline["processors"] if p != "redaction"]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def render_override(control: Control, settings: Settings) -> str:

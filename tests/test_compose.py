@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control
 from stack.egress import HEALTHCHECK_COMMAND
 from stack.mutation import mutable_controls, render_override
+from stack.process import CommandError
 from stack.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose" / "compose.yaml"
@@ -88,3 +91,29 @@ def test_test_stacks_hold_live_deployments_for_a_person() -> None:
     environment = test_stack["services"]["gateway"]["environment"]
     assert environment["QCSTACK_GATEWAY_PROFILE"] == "live"
     assert float(environment["QCSTACK_GATEWAY_APPROVAL_WAIT_SECONDS"]) >= 60
+
+
+def test_export_to_a_backend_is_refused_while_the_collector_has_no_route_out(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        otel_export_endpoint="https://traces.example.com/v1/traces",
+        build_dir=tmp_path,
+    )
+    project = ComposeProject(
+        settings, "qcstack-unit", tmp_path, IPv4Network("10.231.240.0/28"), 18099
+    )
+    with pytest.raises(CommandError, match="no route out"):
+        project.up()
+    assert not (tmp_path / "projects").exists(), "nothing rendered, nothing started"
+
+
+def test_collector_is_on_the_telemetry_network_alone_and_nothing_waits_for_it() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert services["otel-collector"]["networks"] == ["telemetry"]
+    assert compose["networks"]["telemetry"]["internal"] is True
+    on_telemetry = {name for name, s in services.items() if "telemetry" in s.get("networks", [])}
+    assert on_telemetry == {"gateway", "qc-mcp", "otel-collector"}
+    assert not [n for n, s in services.items() if "otel-collector" in s.get("depends_on", {})]

@@ -18,7 +18,7 @@ from stack.seccomp.services import SERVICES as RECORDED_SERVICES
 REPO = Path(__file__).resolve().parents[1]
 SECCOMP = REPO / "seccomp"
 COMPOSE = REPO / "compose" / "compose.yaml"
-SERVICES = ["qc-mcp", "egress-proxy", "gateway", "gateway-relay"]
+SERVICES = ["qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector"]
 DOCKER_DEFAULT = (
     Path(__file__).resolve().parents[1].parent / "shared/reference/docker-default-seccomp.json"
 )
@@ -44,12 +44,14 @@ ALLOWED_SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10}
 # squid AF_UNIX (glibc's nscd probe when it looks up its user), AF_INET and AF_INET6 (clients,
 # the tunnels, DNS); the gateway AF_UNIX and AF_INET (uvicorn's listener, its connections to
 # qc-mcp, DNS; it never opens an IPv6 socket); the relay AF_INET and AF_INET6 (Go's listener on
-# ":8080" probes IPv6 first, its dials and DNS; Go makes no AF_UNIX socket).
+# ":8080" probes IPv6 first, its dials and DNS; Go makes no AF_UNIX socket); the collector
+# AF_INET and AF_INET6 (Go as well: its listener on 0.0.0.0:4318, health check on loopback).
 SERVICE_SOCKET_FAMILIES = {
     "qc-mcp": {"AF_UNIX", "AF_INET", "AF_INET6"},
     "egress-proxy": {"AF_UNIX", "AF_INET", "AF_INET6"},
     "gateway": {"AF_UNIX", "AF_INET"},
     "gateway-relay": {"AF_INET", "AF_INET6"},
+    "otel-collector": {"AF_INET", "AF_INET6"},
 }
 # Recorded, and left out on purpose: each program goes on without them (stack/seccomp/profile.py
 # says why, and `verify` runs the workload with them denied).
@@ -58,6 +60,7 @@ DENIED_ON_PURPOSE = {
     "egress-proxy": {"prctl"},
     "gateway": {"prctl"},
     "gateway-relay": {"prctl", "pipe2", "splice"},
+    "otel-collector": {"prctl"},
 }
 # What the gateway itself does on its state volume: the audit log (an O_APPEND write, fsync),
 # each held call's approval and the lockdown flag (a temporary file, fsync, rename over the old

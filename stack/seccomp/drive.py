@@ -20,7 +20,7 @@ from gateway.settings import GatewaySettings
 from gateway.tools import TOOL_KINDS
 from stack.seccomp import SeccompError, admin, log
 from stack.seccomp.host import HOST_ENVIRONMENT, docker
-from stack.seccomp.services import GATEWAY, GATEWAY_RELAY, QC_MCP, SERVICES
+from stack.seccomp.services import GATEWAY, GATEWAY_RELAY, OTEL_COLLECTOR, QC_MCP, SERVICES
 from stack.seccomp.stage import (
     CANARY_CONTAINER,
     CANARY_PORT,
@@ -29,6 +29,7 @@ from stack.seccomp.stage import (
     OUTSIDE_CLIENT_CONTAINER,
     RATE_LIMITED_TOOL,
     RECORD_GATEWAY_PORT,
+    TELEMETRY_CLIENT_CONTAINER,
     WORKLOAD_UID,
     Running,
     Stage,
@@ -317,6 +318,28 @@ def restart_gateway(stage: Stage, running: Running, workload: Workload) -> None:
     workload.started(running)
 
 
+def exercise_collector(stage: Stage, running: Running, workload: Workload) -> list[str]:
+    """The collector's own workload besides qc-mcp's spans: an OTLP/JSON span with canary
+    secrets from a client on the telemetry network; then the collector stopped (clean exit) while
+    qc-mcp's tool calls go on (their spans cannot be sent), and started again on its volume."""
+    done = docker(
+        "run", "--rm", "--name", TELEMETRY_CLIENT_CONTAINER, "--network", network("telemetry"),
+        "--user", f"{WORKLOAD_UID}:{WORKLOAD_UID}", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "--entrypoint", "/usr/bin/python3", stage.image,
+        "-c", workload_source("otlp_span"), f"http://{OTEL_COLLECTOR.name}:4318/v1/traces",
+        BROKERAGE_CANARY,
+        timeout=120,
+    )  # fmt: skip
+    status = json.loads(done.stdout.strip().splitlines()[-1])["status"]
+    log(f"collector: OTLP/JSON canary span answered {status}")
+    failures = [] if status == 200 else [f"the collector answered the OTLP/JSON span {status}"]
+    stage.stop_service(running, OTEL_COLLECTOR.name)
+    run_client(stage, expect_success=True)
+    stage.start_again(running, OTEL_COLLECTOR.name)
+    workload.started(running)
+    return failures
+
+
 def run_probes(container: str) -> dict[str, str]:
     results = {}
     for name in PROBES:
@@ -474,6 +497,7 @@ def drive_workload(
     audited = check_audit(running)
     run_probes(running.qc_mcp)
     workload.failures += exercise_proxy(stage, running)
+    workload.failures += exercise_collector(stage, running, workload)
     if phase_two_extra is not None:
         workload.failures += phase_two_extra(running)
     exercise_lockdown(stage, running)

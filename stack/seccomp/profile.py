@@ -131,6 +131,15 @@ SERVICE_DENIED: Mapping[str, Mapping[str, str]] = {
         "stdout and stderr pipes at hand. Denying splice alone would break the relay: Go treats "
         "any splice error but EINVAL as the copy's own error",
     },
+    "otel-collector": {
+        "getcwd": "seen only from runc's init, before the filter; the collector never calls it",
+        "getppid": "seen only from runc's init, before the filter; the collector never calls it",
+        "pipe2": "seen only from runc's init, before the filter; the collector's Go runtime "
+        "polls with epoll and an eventfd (both allowed), and it starts no processes",
+        "prctl": "besides runc before the filter (RUNC_INIT_ONLY), the Go runtime of the "
+        "collector and of its healthcheck names its memory with prctl(PR_SET_VMA, "
+        "PR_SET_VMA_ANON_NAME) at start and ignores failures, as in the relay",
+    },
 }
 
 # Per service: syscalls allowed although the recording did not see them, each with its reason.

@@ -129,4 +129,22 @@ GATEWAY_RELAY = Service(
         "down (the dial fails, the client is closed), docker pause/unpause, SIGSTOP/SIGCONT."
     ),
 )
-SERVICES: dict[str, Service] = {s.name: s for s in (QC_MCP, EGRESS_PROXY, GATEWAY, GATEWAY_RELAY)}
+OTEL_COLLECTOR = Service(
+    name="otel-collector",
+    uid=10006,
+    main_comm="otelcol-qcstack",
+    main="the collector (otelcol-qcstack, Go, static, built with ocb from otel/manifest.yaml)",
+    execd="docker exec'd /usr/local/bin/healthcheck (Go, static): the healthchecks",
+    log_alarms=("operation not permitted",),
+    python=False,
+    workload=(
+        "collector start, clean stop (SIGTERM, exit 0) and restart on its volume, healthchecks, "
+        "OTLP/HTTP protobuf spans from qc-mcp's tool calls (memory_limiter, redaction, batch, the "
+        "file exporter appending to traces.jsonl), an OTLP/JSON span carrying canary secrets "
+        "from a client on its network, qc-mcp's calls while it is stopped, docker "
+        "pause/unpause, SIGSTOP/SIGCONT."
+    ),
+)
+SERVICES: dict[str, Service] = {
+    s.name: s for s in (QC_MCP, EGRESS_PROXY, GATEWAY, GATEWAY_RELAY, OTEL_COLLECTOR)
+}

@@ -18,7 +18,14 @@ from stack.compose import ComposeProject
 from stack.process import CommandError
 from stack.seccomp import SeccompError, log
 from stack.seccomp.host import docker
-from stack.seccomp.services import EGRESS_PROXY, GATEWAY, GATEWAY_RELAY, QC_MCP, SERVICES
+from stack.seccomp.services import (
+    EGRESS_PROXY,
+    GATEWAY,
+    GATEWAY_RELAY,
+    OTEL_COLLECTOR,
+    QC_MCP,
+    SERVICES,
+)
 from stack.settings import Settings
 from stack.suites import prepare_test_secrets, test_project
 from stack.testca import API_HOST
@@ -58,7 +65,9 @@ OUTSIDE_CLIENT_CONTAINER = "qcrec-outside-client"  # a would-be open-proxy user,
 # squid would otherwise look up, and connect to, the real www.quantconnect.com. This canary
 # holds the name and listens on nothing, so the tunnels fail at once (squid answers 503).
 UPSTREAM_DOWN_CONTAINER = "qcrec-upstream-down"
+TELEMETRY_CLIENT_CONTAINER = "qcrec-telemetry-client"  # an OTLP sender on the telemetry network
 OUR_CONTAINERS = (
+    TELEMETRY_CLIENT_CONTAINER,
     CLIENT_CONTAINER,
     GATEWAY_CLIENT_CONTAINER,
     GATEWAY_LIVE_CONTAINER,
@@ -70,7 +79,7 @@ OUR_CONTAINERS = (
 
 def network(name: str) -> str:
     """The Docker name of one of the record project's networks (front, door, mcp, egress,
-    outside)."""
+    telemetry, outside)."""
     return f"{RECORD_PROJECT}_{name}"
 
 
@@ -88,6 +97,7 @@ CLEAN_EXIT_CODES: Mapping[str, tuple[int, ...]] = {
     GATEWAY_RELAY.name: (0,),
     GATEWAY.name: (0, 143),
     QC_MCP.name: (0, 143),
+    OTEL_COLLECTOR.name: (0,),  # after qc-mcp, which flushes its last spans as it stops
     EGRESS_PROXY.name: (0,),
 }
 
