@@ -19,6 +19,7 @@ from infra_tests.conftest import (
     Container,
     StackContainers,
     double_records,
+    gateway_audit,
     gateway_session,
     mcp_session,
     stack_network,
@@ -26,6 +27,7 @@ from infra_tests.conftest import (
 from infra_tests.dockerhost import DockerHost
 from stack.settings import Settings
 from stack.testdata import CANARY_API_TOKEN, CANARY_BROKERAGE_PASSWORD
+from stack.traces import Span, container_trace_lines, parse_lines, render, trees
 
 COLLECTOR = "otel-collector"
 TRACES = "/var/lib/otelcol/traces.jsonl"
@@ -42,48 +44,19 @@ QC_MCP_TRACING = {
     "OTEL_PROPAGATORS": "tracecontext",
 }
 """qc-mcp's tracing settings as compose gives them: traces only, to the collector."""
+GATEWAY_SPAN_ATTRIBUTES = {
+    "mcp.method.name": "tools/call",
+    "gen_ai.tool.name": "read_account",
+    "gen_ai.operation.name": "execute_tool",
+}
+"""The OpenTelemetry MCP semantic conventions' attributes of the gateway's span for a call."""
 CALLS: list[tuple[str, dict[str, Any]]] = [("read_account", {}), ("list_projects", {})]
 
 
-@dataclass(frozen=True)
-class Span:
-    """One span of the collector's file output, flattened."""
-
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    kind: int
-    attributes: dict[str, Any]
-
-
 def flatten(text: str) -> list[Span]:
-    """Every span of the file exporter's JSON lines, with its resource's service.name."""
-    spans = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        for resource_spans in json.loads(line)["resourceSpans"]:
-            resource = attribute_values(resource_spans["resource"].get("attributes", []))
-            for scope_spans in resource_spans["scopeSpans"]:
-                for span in scope_spans.get("spans", []):
-                    spans.append(
-                        Span(
-                            service=str(resource.get("service.name")),
-                            name=span["name"],
-                            trace_id=span["traceId"],
-                            span_id=span["spanId"],
-                            parent_id=span.get("parentSpanId", ""),
-                            kind=int(span.get("kind", 0)),
-                            attributes=attribute_values(span.get("attributes", [])),
-                        )
-                    )
-    return spans
-
-
-def attribute_values(attributes: list[dict[str, Any]]) -> dict[str, Any]:
-    return {a["key"]: next(iter(a["value"].values()), None) for a in attributes}
+    """Every span of the file exporter's JSON lines (stack/traces.py reads them for
+    `qcstack traces`, the same way)."""
+    return parse_lines(text.splitlines())
 
 
 def read_traces(docker: DockerHost, project: str, image: str) -> str:
@@ -233,6 +206,86 @@ def test_spans_never_pass_through_the_egress_proxy(
     targets = [json.loads(line)["target"] for line in lines if line.startswith("{")]
     assert "www.quantconnect.com:443" in targets
     assert [t for t in targets if "otel-collector" in t or ":4318" in t] == []
+
+
+@dataclass(frozen=True)
+class GatewayTrace:
+    """A tool call through the gateway, the trace id its audit entry names, and that trace."""
+
+    trace_id: str
+    spans: list[Span]
+
+
+@pytest.fixture(scope="module")
+def read_account_through_the_gateway(
+    docker: DockerHost, settings: Settings, project: str, stack_containers: StackContainers
+) -> GatewayTrace:
+    gateway, image = stack_containers["gateway"], str(stack_containers["qc-mcp"].attrs["Image"])
+    before = len(gateway_audit(docker, gateway))
+    result = gateway_session(docker, settings, image, [("read_account", {})])
+    assert result.calls["read_account"]["error"] is False, result.calls["read_account"]["text"]
+    entries = [e for e in gateway_audit(docker, gateway)[before:] if e["tool"] == "read_account"]
+    assert entries and len({e.get("trace") for e in entries}) == 1, entries
+    trace_id = entries[0]["trace"]
+
+    def reached_the_api(spans: list[Span]) -> bool:
+        return any(
+            s.trace_id == trace_id and s.service == "qc-mcp" and s.kind == SPAN_KIND_CLIENT
+            for s in spans
+        )
+
+    _, spans = wait_for_spans(docker, project, image, reached_the_api)
+    return GatewayTrace(trace_id, [s for s in spans if s.trace_id == trace_id])
+
+
+def only(spans: list[Span], **wanted: Any) -> Span:
+    found = [s for s in spans if all(getattr(s, k) == v for k, v in wanted.items())]
+    assert len(found) == 1, (wanted, [(s.service, s.name, s.kind) for s in spans])
+    return found[0]
+
+
+@pytest.mark.control("OBS-01", "behaviour")
+def test_a_call_through_the_gateway_is_one_trace_down_to_the_api_request(
+    read_account_through_the_gateway: GatewayTrace,
+) -> None:
+    spans = read_account_through_the_gateway.spans
+    name = "tools/call read_account"
+    server = only(spans, service="qcstack-gateway", kind=SPAN_KIND_SERVER, name=name)
+    assert {k: server.attributes.get(k) for k in GATEWAY_SPAN_ATTRIBUTES} == GATEWAY_SPAN_ATTRIBUTES
+    assert server.attributes["jsonrpc.request.id"] and server.attributes["mcp.session.id"]
+    only(spans, service="qcstack-gateway", name="qcstack.policy", parent_id=server.span_id)
+    upstream = only(spans, service="qcstack-gateway", kind=SPAN_KIND_CLIENT, name=name)
+    assert upstream.parent_id == server.span_id
+    qc_mcp = only(spans, service="qc-mcp", kind=SPAN_KIND_SERVER, name=name)
+    assert qc_mcp.parent_id == upstream.span_id, "qc-mcp's span is not the gateway call's child"
+    api = only(spans, service="qc-mcp", kind=SPAN_KIND_CLIENT)
+    assert api.parent_id == qc_mcp.span_id
+    assert api.attributes["http.url"] == "https://www.quantconnect.com/api/v2/account/read"
+
+
+@pytest.mark.control("OBS-01", "behaviour")
+def test_qcstack_traces_shows_the_call_as_one_tree(
+    docker: DockerHost,
+    stack_containers: StackContainers,
+    read_account_through_the_gateway: GatewayTrace,
+) -> None:
+    if docker.host.backend.NAME != "local":
+        pytest.skip("`qcstack traces` copies the files with the local docker CLI: run it locally")
+    trace_id = read_account_through_the_gateway.trace_id
+    roots = [r for r in trees(parse_lines(container_trace_lines(stack_containers[COLLECTOR].id)))
+             if r.trace_id == trace_id]  # fmt: skip
+    shown = list(render(roots))
+    assert shown[0].startswith(f"trace {trace_id}") and "qc-mcp, qcstack-gateway" in shown[0]
+
+    def indent(text: str) -> int:
+        """How deep the first line holding `text` sits in the tree."""
+        line = next(line for line in shown if text in line)
+        return len(line) - len(line.lstrip())
+
+    gateway_call = indent("qcstack-gateway: tools/call read_account")
+    server_call = indent("qc-mcp: tools/call read_account")
+    api_request = indent("http.url=https://www.quantconnect.com/api/v2/account/read")
+    assert gateway_call < server_call < api_request
 
 
 # OBS-02 -------------------------------------------------------------------------------------

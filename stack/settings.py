@@ -147,6 +147,7 @@ class Settings(BaseSettings):
             "token_file",
             "admins_file",
             "responder_token_file",
+            "otel_endpoint",
         } & set(value)
         if fixed:
             raise ValueError(f"{sorted(fixed)} are set by the compose file, not by settings")

@@ -56,6 +56,8 @@ class Span:
     end_ns: int
     status: str
     attributes: dict[str, Any]
+    kind: int = 0
+    """OTLP's SpanKind: 1 internal, 2 server, 3 client."""
     children: list[Span] = field(default_factory=list)
 
     @property
@@ -108,6 +110,7 @@ def _span(raw: Mapping[str, Any], service: str) -> Span:
         end_ns=int(raw["endTimeUnixNano"]),
         status=STATUS.get(int(raw.get("status", {}).get("code", 0)), "unset"),
         attributes=_attributes(raw.get("attributes", [])),
+        kind=int(raw.get("kind", 0)),
     )
 
 
@@ -187,5 +190,9 @@ def read_collector_files(project: ComposeProject) -> list[str]:
         raise CommandError(
             f"no {COLLECTOR_SERVICE} container in project {project.name}: is the stack up?"
         )
-    archive = output_bytes(["docker", "cp", f"{container}:{TRACE_DIR}/.", "-"])
-    return lines_from_tar(archive)
+    return container_trace_lines(container)
+
+
+def container_trace_lines(container: str) -> list[str]:
+    """The lines of the trace files in the collector container `container` (name or id)."""
+    return lines_from_tar(output_bytes(["docker", "cp", f"{container}:{TRACE_DIR}/.", "-"]))
