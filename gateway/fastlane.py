@@ -34,6 +34,7 @@ from gateway.upstream import SESSION_HEADER, UpstreamPool
 logger = logging.getLogger("qcstack.gateway.fastlane")
 tracer = trace.get_tracer(TRACER_NAME)
 LISTING_TTL_SECONDS = 60.0
+START_WITHIN_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 """While a call waits (for a person, or for upstream), an SSE comment goes out this often, so
 that clients and proxies do not give up on a quiet stream."""
@@ -149,12 +150,12 @@ class FastLane:
             (b"cache-control", b"no-cache, no-transform"),
             (b"mcp-session-id", session.encode("latin-1")),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        start: Message = {"type": "http.response.start", "status": 200, "headers": response_headers}
         if request["method"] == "tools/list":
             answer = self._listing(request, session)
         else:
             answer = self._call(request, session)
-        payload = await _keeping_alive(answer, send)
+        payload = await _keeping_alive(answer, start, send)
         event = b"event: message\ndata: " + payload + b"\n\n"
         await send({"type": "http.response.body", "body": event})
 
@@ -268,11 +269,15 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _keeping_alive(answer: Awaitable[bytes], send: Send) -> bytes:
-    """Awaits the answer; meanwhile, an SSE comment now and then."""
+async def _keeping_alive(answer: Awaitable[bytes], start: Message, send: Send) -> bytes:
+    """Awaits the answer. A quick one goes out with the response's start in one piece; for a
+    slow one (a call held for a person) the start goes out after START_WITHIN_SECONDS, then an
+    SSE comment every KEEPALIVE_SECONDS until the answer is there."""
     task = asyncio.ensure_future(answer)
-    while True:
+    done, _ = await asyncio.wait({task}, timeout=START_WITHIN_SECONDS)
+    await send(start)
+    while not done:
         done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS)
-        if done:
-            return task.result()
-        await send(WAITING)
+        if not done:
+            await send(WAITING)
+    return task.result()

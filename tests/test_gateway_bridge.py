@@ -8,16 +8,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
-from fastmcp import Client, FastMCP
+from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from gateway.admins import AdminAccess, Admins
-from gateway.server import build_app, build_gate
 from gateway.settings import GatewaySettings
+from tests.mcp_upstream import Upstream, serve_gateway
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parent.parent
@@ -25,47 +22,15 @@ TOKEN = "bridge-test-token-0123456789abcdef"  # noqa: S105 -- a test token
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def upstream() -> FastMCP:
-    server = FastMCP("test-upstream")
-    for name in ("read_account", "create_live_algorithm"):
-
-        def tool(model: dict[str, Any] | None = None, _name: str = name) -> dict[str, Any]:
-            return {"answered_by": _name}
-
-        server.tool(tool, name=name)
-    return server
-
-
-async def serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, ws="none", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, task, port
+def upstream_tools() -> tuple[str, ...]:
+    return ("create_live_algorithm",)
 
 
 @pytest.fixture
-async def gateway_url(tmp_path: Path) -> AsyncIterator[str]:
-    up_server, up_task, up_port = await serve(upstream().http_app(path="/mcp"))
-    settings = GatewaySettings(
-        upstream_url=f"http://127.0.0.1:{up_port}/mcp", state_dir=tmp_path / "state"
-    )
-    access = AdminAccess(
-        Admins.of([("alice", "alice-password-0123456789")]), b"responder-token-0123"
-    )
-    app = build_app(settings, build_gate(settings), TOKEN.encode(), access)
-    gw_server, gw_task, gw_port = await serve(app)
-    yield f"http://127.0.0.1:{gw_port}/mcp"
-    for server, task in ((gw_server, gw_task), (up_server, up_task)):
-        server.should_exit = True
-        await task
+async def gateway_url(upstream: Upstream, tmp_path: Path) -> AsyncIterator[str]:
+    settings = GatewaySettings(upstream_url=upstream.url, state_dir=tmp_path / "state")
+    async with serve_gateway(settings, TOKEN) as url:
+        yield url
 
 
 def bridge_env(url: str, token_file: Path) -> dict[str, str]:
@@ -89,8 +54,8 @@ async def test_client_launching_the_bridge_reaches_the_gateway(
     token_file.write_text(TOKEN)
     async with Client(bridge(gateway_url, token_file)) as client:
         assert {t.name for t in await client.list_tools()} == {"read_account"}
-        answer = await client.call_tool("read_account", {})
-        assert "read_account" in answer.content[0].text
+        answer = await client.call_tool("read_account", {"model": {"tag": "via-the-bridge"}})
+        assert "via-the-bridge" in answer.content[0].text
         # The gateway does not list it, so to the client behind the bridge it does not exist.
         refused = await client.call_tool("create_live_algorithm", {}, raise_on_error=False)
         assert refused.is_error and "create_live_algorithm" in refused.content[0].text

@@ -164,6 +164,7 @@ async def test_opening_more_sessions_than_the_cap_is_refused(
 async def test_a_held_call_keeps_its_stream_alive_until_a_person_decides(
     gateway: str, settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fastlane, "START_WITHIN_SECONDS", 0.05)
     monkeypatch.setattr(fastlane, "KEEPALIVE_SECONDS", 0.05)
     gate = build_gate(settings)
     async with httpx2.AsyncClient() as http:
