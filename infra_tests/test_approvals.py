@@ -186,11 +186,15 @@ def sign_in(browser: Any, url: str) -> None:
 
 def settle(browser: Any, condition: Any) -> None:
     """Waits for the page a click led to (a click returns before the navigation ends)."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # Mid-navigation, an element of the page being left can vanish under the condition
+    # (Chromium: "Node with given id does not belong to the document"): poll again.
     try:
-        WebDriverWait(browser, 15, poll_frequency=0.1).until(condition)
+        WebDriverWait(
+            browser, 15, poll_frequency=0.1, ignored_exceptions=[WebDriverException]
+        ).until(condition)
     except TimeoutException:
         raise AssertionError(f"at {browser.current_url}: {browser.page_source}") from None
 
