@@ -224,7 +224,7 @@ def test_gateway_killed_mid_stream_loses_no_entry_and_tears_none(
 ) -> None:
     before = gateway_audit(docker, gateway)
     client = f"{project}-audit-load"
-    command = gateway_client_command(settings, client_image, name=client)
+    command = gateway_client_command(docker, client_image, name=client)
     arguments = gateway_client_arguments(settings, [("read_account", {})] * 200)
     load = subprocess.Popen(
         [

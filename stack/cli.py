@@ -268,6 +268,103 @@ def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     verify.set_defaults(handler=cmd_seccomp_verify)
 
 
+def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
+    """Builds the images here, then deploys them and the stack to the inventory's hosts."""
+    from stack.deploy.plan import make_plan, save_images
+    from stack.deploy.runner import run_deploy
+
+    if args.test_stack:
+        secrets_dir = settings.build_dir / "vm-secrets"
+        if not (secrets_dir / "qc_api_double_key").exists():
+            prepare_test_secrets(settings, secrets_dir)
+        project, port = settings.test_project_name, settings.test_gateway_port
+    else:
+        from stack.secrets import ensure_secrets
+
+        secrets_dir, project, port = (
+            settings.secrets_dir,
+            settings.project_name,
+            settings.gateway_port,
+        )
+        ensure_secrets(secrets_dir, interactive=True)
+    if not args.no_build:
+        cmd_build(settings, args)
+    plan = make_plan(
+        settings,
+        project=project,
+        secrets_dir=secrets_dir,
+        test_stack=args.test_stack,
+        gateway_port=port,
+    )
+    archive = save_images(settings, plan)
+    with step(f"{'plan' if args.dry else 'deploy'} compose project {project} to {args.inventory}"):
+        result = run_deploy(args.inventory, plan, archive, dry=args.dry)
+    print(result.summary())
+    return 0
+
+
+def cmd_vm_test(settings: Settings, args: argparse.Namespace) -> int:
+    """A fresh test VM, a pyinfra deploy of a test stack to it, then the infra suites over SSH."""
+    from stack.deploy import files
+    from stack.deploy.plan import make_plan, save_images
+    from stack.deploy.runner import run_deploy
+    from stack.testvm import remove_vm, start_vm
+
+    cmd_build(settings, args)
+    secrets_dir = prepare_test_secrets(settings, settings.build_dir / "vm-secrets")
+    project = settings.test_project_name
+    plan = make_plan(
+        settings,
+        project=project,
+        secrets_dir=secrets_dir,
+        test_stack=True,
+        gateway_port=settings.test_gateway_port,
+    )
+    archive = save_images(settings, plan)
+    vm = start_vm(settings)
+    try:
+        with step(f"deploy compose project {project} to the test VM"):
+            print(run_deploy(vm.inventory, plan, archive, dry=False).summary())
+        with step("infra suites against the test VM over SSH"):
+            suites = args.pytest_args or [str(settings.repo_root / "infra_tests")]
+            result = run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--project={project}",
+                    f"--hosts={vm.testinfra_host}",
+                    f"--ssh-config={vm.ssh_config}",
+                    f"--stack-secrets-dir={files.SECRETS_DIR}",
+                    *suites,
+                ],
+                check=False,
+            )
+        return result.returncode
+    finally:
+        if not args.keep:
+            with step(f"remove the test VM {vm.name}"):
+                remove_vm(settings)
+
+
+def cmd_vm(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.testvm import remove_vm, running_vm, start_vm
+
+    if args.action == "up":
+        vm = start_vm(settings)
+        print(f"test VM {vm.name} at {vm.address}: ssh -F {vm.ssh_config} {vm.name}")
+        print(f"pyinfra inventory: {vm.inventory}")
+    elif args.action == "down":
+        with step(f"remove the test VM {settings.test_vm_name}"):
+            remove_vm(settings)
+    else:
+        vm = running_vm(settings)
+        print(f"ssh -F {vm.ssh_config} {vm.name}")
+    return 0
+
+
 def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     who = argparse.ArgumentParser(add_help=False)
     who.add_argument(
@@ -317,6 +414,34 @@ def parser() -> argparse.ArgumentParser:
     mutation.set_defaults(handler=cmd_mutation_check)
     add_seccomp_commands(commands)
     add_admin_commands(commands)
+    deploy = commands.add_parser(
+        "deploy", help="deploy the stack to Debian 12 hosts over SSH with pyinfra"
+    )
+    deploy.add_argument("inventory", type=Path, help="a pyinfra inventory file (see deploy/)")
+    deploy.add_argument("--dry", action="store_true", help="show what would change, change nothing")
+    deploy.add_argument(
+        "--no-build", action="store_true", help="ship the images as built; refuse if one is missing"
+    )
+    deploy.add_argument(
+        "--test-stack",
+        action="store_true",
+        help="a test stack (canary secrets, the QuantConnect API double) for the infra suites",
+    )
+    deploy.set_defaults(handler=cmd_deploy)
+    vm_test = commands.add_parser(
+        "vm-test",
+        help="deploy a test stack to a fresh test VM with pyinfra and run the infra suites on it",
+    )
+    vm_test.add_argument("--keep", action="store_true", help="leave the test VM running")
+    vm_test.add_argument(
+        "pytest_args", nargs="*", help="pytest arguments instead of the whole infra_tests/"
+    )
+    vm_test.set_defaults(handler=cmd_vm_test)
+    vm = commands.add_parser(
+        "vm", help="start or remove the test VM (a systemd container with sshd and dockerd)"
+    )
+    vm.add_argument("action", choices=["up", "down", "ssh"], help="ssh: print how to log in")
+    vm.set_defaults(handler=cmd_vm)
     return top
 
 

@@ -39,6 +39,11 @@ THREATS = MappingProxyType(
             "Tampered build inputs: a swapped base image or wheel brings attacker code into the "
             "server's container (MAESTRO L4)"
         ),
+        "host-compromise": (
+            "Compromise of the VM that runs the stack: whoever gets a shell or root there reads "
+            "every credential and controls every container (MAESTRO L4, deployment "
+            "infrastructure)"
+        ),
     }
 )
 
@@ -148,6 +153,8 @@ def _egress_policy() -> dict[str, Any]:
     """An override that gives the proxy another policy.conf than the one settings render."""
     return {"configs": {"egress_policy": {"file": "{mutation_dir}/policy.conf"}}}
 
+
+_DEPLOY = "stack/deploy/operations.py"
 
 CONTROLS: tuple[Control, ...] = (
     Control(
@@ -504,6 +511,59 @@ CONTROLS: tuple[Control, ...] = (
         "runaway-behaviour",
         "gateway/server.py (body limit, content-type and JSON-RPC checks)",
         "crashing or wedging the one door with bad JSON, huge or deeply nested bodies",
+        (),
+    ),
+    Control(
+        "HOST-01",
+        "SSH by key only: no passwords, no keyboard-interactive, root by key, no forwarding",
+        "host-compromise",
+        f"stack/deploy/files.py (sshd_config.d drop-in, checked with sshd -t); {_DEPLOY}",
+        "password guessing against the VM's SSH, and SSH tunnels past the firewall",
+        (),
+    ),
+    Control(
+        "HOST-02",
+        "Host firewall: inbound SSH only, everything else dropped, over IPv4 and IPv6",
+        "host-compromise",
+        "stack/deploy/files.py (nftables table qcstack_host, its own systemd unit)",
+        "reaching any service on the VM (a debug port, Docker's API on TCP, a forgotten "
+        "listener) from its network",
+        (),
+    ),
+    Control(
+        "HOST-03",
+        "Debian security updates installed automatically (unattended-upgrades)",
+        "host-compromise",
+        "stack/deploy/files.py (apt.conf.d: periodic lists and upgrades, security origin)",
+        "known, patched vulnerabilities staying open on the VM between deploys",
+        (),
+    ),
+    Control(
+        "HOST-04",
+        "Docker daemon hardening: no-new-privileges by default, live-restore, no inter-container "
+        "traffic on the default bridge, no userland proxy, log limits",
+        "container-compromise",
+        "stack/deploy/files.py (/etc/docker/daemon.json)",
+        "a container started without the stack's options gaining privileges or talking to its "
+        "neighbours; logs filling the disk; a daemon restart stopping the stack",
+        _cis("2.2"),
+    ),
+    Control(
+        "HOST-05",
+        "Images arrive from the controller by ID, checked on arrival; the VM builds and pulls "
+        "nothing",
+        "supply-chain",
+        f"{_DEPLOY} (docker save | load, ID check); the stack unit (compose up --pull never)",
+        "a registry-side or in-transit swap of an image; the VM running an image nobody built",
+        (),
+    ),
+    Control(
+        "HOST-06",
+        "Secrets on the VM in a root-only folder, each file 0400 for its service's user, never "
+        "printed by the deploy",
+        "credential-theft",
+        f"{_DEPLOY} (secret_file: upload into the 0700 folder, no diff); stack/deploy/plan.py",
+        "other users of the VM reading credentials; credentials in deploy logs or CI output",
         (),
     ),
 )
