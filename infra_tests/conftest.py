@@ -30,6 +30,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--control-report", help="write each test's outcome and controls as JSON")
     group.addoption(
+        "--reboot-vm",
+        action="store_true",
+        help="run the test that reboots the deployed VM (bin/qcstack vm-test runs it last)",
+    )
+    group.addoption(
         "--stack-secrets-dir",
         help="folder of the stack's secret files on the Docker host (default: the test stacks' "
         "folder on this machine; a deployed VM's is /etc/qcstack/secrets)",

@@ -17,7 +17,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from infra_tests.conftest import Container, stack_container
+from infra_tests.conftest import Container, gateway_audit, gateway_calls, stack_container
 from infra_tests.dockerhost import DockerHost
 from stack.deploy import files
 from stack.deploy.plan import TEST_SECRET_NAMES
@@ -29,7 +29,7 @@ from stack.testdata import (
     TEST_ADMIN_PASSWORD,
     TEST_GATEWAY_TOKEN,
 )
-from stack.testvm import VmAccess, running_vm
+from stack.testvm import VmAccess, reboot_vm, running_vm
 
 REPO = Path(__file__).resolve().parent.parent
 CANARY_PORT = 18250  # a listener of the tests' own on the VM, which the firewall must hide
@@ -347,3 +347,34 @@ def test_secrets_are_unreadable_to_others_and_never_printed(
         CANARY_BROKERAGE_PASSWORD,
     ):
         assert value not in output
+
+
+# Boot ----------------------------------------------------------------------------------------
+
+STACK_SERVICES = (*SERVICES, "qc-api-double")
+
+
+def test_stack_starts_at_boot_with_its_state_and_firewall(
+    request: pytest.FixtureRequest,
+    docker: DockerHost,
+    settings: Settings,
+    vm: VmAccess,
+    project: str,
+) -> None:
+    if not request.config.getoption("--reboot-vm"):
+        pytest.skip("reboots the VM under every other test: `bin/qcstack vm-test` runs it last")
+    gateway = stack_container(docker, project, "gateway")
+    # A call through the gateway, so its audit log has an entry of this test's to keep.
+    gateway_calls(docker, settings, settings.image("qc-mcp"), [("read_account", {})])
+    audit = gateway_audit(docker, gateway)
+    assert audit, "the call left no audit entry"
+    reboot_vm(vm)
+    assert docker.host.service(files.STACK_UNIT).is_running
+    for service in STACK_SERVICES:
+        container = stack_container(docker, project, service)
+        health = container.attrs["State"].get("Health", {}).get("Status")
+        assert health == "healthy", f"{service} is {health} after boot"
+    after = stack_container(docker, project, "gateway")
+    assert after.id != gateway.id  # a new container: the shutdown really stopped the stack
+    assert gateway_audit(docker, after)[: len(audit)] == audit  # GW-07's volume survived
+    assert docker.run("nft list table inet %s", files.FIREWALL_TABLE).rc == 0

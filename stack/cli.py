@@ -325,24 +325,26 @@ def cmd_vm_test(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with step(f"deploy compose project {project} to the test VM"):
             print(run_deploy(vm.inventory, plan, archive, dry=False).summary())
+        pytest = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"--project={project}",
+            f"--hosts={vm.testinfra_host}",
+            f"--ssh-config={vm.ssh_config}",
+            f"--stack-secrets-dir={files.SECRETS_DIR}",
+        ]
         with step("infra suites against the test VM over SSH"):
             suites = args.pytest_args or [str(settings.repo_root / "infra_tests")]
-            result = run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-p",
-                    "no:cacheprovider",
-                    f"--project={project}",
-                    f"--hosts={vm.testinfra_host}",
-                    f"--ssh-config={vm.ssh_config}",
-                    f"--stack-secrets-dir={files.SECRETS_DIR}",
-                    *suites,
-                ],
-                check=False,
-            )
-        return result.returncode
+            result = run([*pytest, *suites], check=False)
+        if result.returncode != 0 or args.pytest_args:
+            return result.returncode
+        with step("reboot the test VM: the stack starts again at boot, its state kept"):
+            boot = settings.repo_root / "infra_tests" / "test_host.py"
+            test = f"{boot}::test_stack_starts_at_boot_with_its_state_and_firewall"
+            return run([*pytest, "--reboot-vm", test], check=False).returncode
     finally:
         if not args.keep:
             with step(f"remove the test VM {vm.name}"):

@@ -37,6 +37,12 @@ RUN_FLAGS = (
     "/run",
     "--tmpfs",
     "/run/lock",
+    # systemd takes SIGTERM as "re-execute"; this is its signal to shut down cleanly, which
+    # stops the stack's unit before dockerd, as a VM's shutdown would.
+    "--stop-signal",
+    "SIGRTMIN+3",
+    "--stop-timeout",
+    "90",
 )
 
 
@@ -149,6 +155,13 @@ def write_access_files(vm: VmAccess, host_key: str) -> None:
         '"""pyinfra inventory of the test VM (written by stack/testvm.py)."""\n\n'
         f"hosts = [({vm.address!r}, {data!r})]\n"
     )
+
+
+def reboot_vm(vm: VmAccess, *, boot_timeout: float = 180) -> None:
+    """Shuts the VM down cleanly (systemd stops every unit) and boots it again."""
+    run(["docker", "restart", vm.name], capture=True, timeout=boot_timeout)
+    _wait_for_boot(vm.name, boot_timeout)
+    vm.ssh("true")
 
 
 def start_vm(settings: Settings, *, boot_timeout: float = 120) -> VmAccess:
