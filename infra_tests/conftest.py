@@ -30,9 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--control-report", help="write each test's outcome and controls as JSON")
     group.addoption(
-        "--reboot-vm",
+        "--disruptive",
         action="store_true",
-        help="run the test that reboots the deployed VM (bin/qcstack vm-test runs it last)",
+        help="run the tests that recreate the deployed stack or reboot its VM (bin/qcstack "
+        "vm-test runs them last, alone: other suites hold the containers they inspected)",
     )
     group.addoption(
         "--stack-secrets-dir",

@@ -45,7 +45,9 @@ def vm(is_local: bool, settings: Settings) -> VmAccess:
     return running_vm(settings)
 
 
-def deploy(vm: VmAccess, *extra: str, env: dict[str, str] | None = None) -> str:
+def deploy(
+    vm: VmAccess, *extra: str, env: dict[str, str] | None = None, succeeds: bool = True
+) -> str:
     """`bin/qcstack deploy` of the test stack to the VM, as an operator runs it; its output."""
     result = subprocess.run(
         [
@@ -62,7 +64,7 @@ def deploy(vm: VmAccess, *extra: str, env: dict[str, str] | None = None) -> str:
         timeout=600,
     )
     text = result.stdout + result.stderr
-    assert result.returncode == 0, text[-3000:]
+    assert (result.returncode == 0) == succeeds, text[-3000:]
     return text
 
 
@@ -295,7 +297,7 @@ def test_an_image_swapped_on_the_vm_is_caught(
         refused = docker.run("sh -c %s", check)
         assert refused.rc == 1 and f"{proxy} is not {good}" in refused.stderr
         plan = deploy(vm, "--dry")
-        assert "  * HOST-05 Upload the images" in plan, plan[-3000:]
+        assert "  * HOST-05 Upload 1 of 4 images" in plan, plan[-3000:]
     finally:
         docker.check("docker tag %s %s", good, proxy)
 
@@ -349,20 +351,69 @@ def test_secrets_are_unreadable_to_others_and_never_printed(
         assert value not in output
 
 
+# Upgrades ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def disruptive(request: pytest.FixtureRequest, vm: VmAccess) -> None:
+    """Tests that recreate the stack's containers or reboot the VM run only when asked, last:
+    the other suites keep the containers they inspected for the whole session."""
+    if not request.config.getoption("--disruptive"):
+        pytest.skip(
+            "recreates the stack or reboots the VM under the other suites: `bin/qcstack "
+            "vm-test` runs it last, with --disruptive"
+        )
+
+
+@pytest.fixture
+def broken_relay(settings: Settings, disruptive: None) -> Iterator[tuple[str, str]]:
+    """The controller's gateway-relay tag moved to an image that cannot start (its entry point
+    is missing), as a bad release would be; put back afterwards. Yields (tag, good image ID)."""
+    tag = settings.image("gateway-relay")
+    good = controller_image_id(tag)
+    dockerfile = f'FROM {good}\nLABEL qcstack.test=broken-relay\nENTRYPOINT ["/nonexistent"]\n'
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"],
+        input=dockerfile,
+        text=True,
+        check=True,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "0"},
+    )
+    broken = controller_image_id(tag)
+    assert broken != good
+    try:
+        yield tag, good
+    finally:
+        subprocess.run(["docker", "tag", good, tag], check=True)
+        subprocess.run(["docker", "rmi", broken], check=False, capture_output=True)
+
+
+def test_an_upgrade_that_never_becomes_healthy_rolls_back(
+    docker: DockerHost, vm: VmAccess, project: str, broken_relay: tuple[str, str]
+) -> None:
+    tag, good = broken_relay
+    gateway = stack_container(docker, project, "gateway")
+    audit = gateway_audit(docker, gateway)
+    output = deploy(vm, succeeds=False)
+    assert "HOST-05 Upload 1 of 4 images" in output  # only the changed image travels
+    assert "rolling back" in output and "rolled back" in output, output[-3000:]
+    relay = stack_container(docker, project, "gateway-relay")
+    assert relay.attrs["Image"] == good
+    assert docker.check("docker image inspect -f '{{.Id}}' %s", tag).strip() == good
+    assert relay.attrs["State"]["Health"]["Status"] == "healthy"
+    after = stack_container(docker, project, "gateway")
+    assert gateway_audit(docker, after)[: len(audit)] == audit  # the volume kept its state
+
+
 # Boot ----------------------------------------------------------------------------------------
 
 STACK_SERVICES = (*SERVICES, "qc-api-double")
 
 
 def test_stack_starts_at_boot_with_its_state_and_firewall(
-    request: pytest.FixtureRequest,
-    docker: DockerHost,
-    settings: Settings,
-    vm: VmAccess,
-    project: str,
+    disruptive: None, docker: DockerHost, settings: Settings, vm: VmAccess, project: str
 ) -> None:
-    if not request.config.getoption("--reboot-vm"):
-        pytest.skip("reboots the VM under every other test: `bin/qcstack vm-test` runs it last")
     gateway = stack_container(docker, project, "gateway")
     # A call through the gateway, so its audit log has an entry of this test's to keep.
     gateway_calls(docker, settings, settings.image("qc-mcp"), [("read_account", {})])

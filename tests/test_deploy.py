@@ -176,3 +176,19 @@ def test_test_vm_access_checks_the_host_key_and_never_uses_a_password(tmp_path: 
 def test_test_vm_subnet_stays_out_of_dockers_default_pools() -> None:
     with pytest.raises(ValueError, match=r"inside 172\.16\.0\.0/12"):
         Settings(test_vm_subnet="172.20.0.0/24")  # type: ignore[arg-type]
+
+
+def test_a_failed_upgrade_tags_the_previous_images_again_and_fails() -> None:
+    script = files.upgrade_with_rollback([("qcstack/qc-mcp:x", "sha256:" + "b" * 64)])
+    first, _, rest = script.partition("rolling back")
+    assert f"systemctl reload {files.STACK_UNIT}" in first
+    assert f"docker tag sha256:{'b' * 64} qcstack/qc-mcp:x" in rest
+    assert rest.index("docker tag") < rest.index("systemctl reload")
+    assert script.rstrip().endswith("exit 1")  # the deploy fails even when the rollback works
+
+
+def test_compose_waits_a_bounded_time_for_health() -> None:
+    unit = files.stack_unit("qcstack", test_stack=False)
+    assert unit.count(f"--wait-timeout {files.WAIT_SECONDS}") == 2
+    timeout = int(unit.split("TimeoutStartSec=")[1].split()[0])
+    assert timeout > files.WAIT_SECONDS

@@ -152,11 +152,24 @@ def compose_command(project: str, test_stack: bool, *args: str) -> str:
     )
 
 
+WAIT_SECONDS = 180
+"""How long `compose up --wait` waits for every service to be healthy before it fails."""
+
+
 def stack_unit(project: str, test_stack: bool) -> str:
     """The systemd unit that starts the stack at boot. Images are never pulled: they arrive by
     ID from the controller (HOST-05). A reload recreates every container, so changed secrets
     (bind mounts of files) reach them; the volumes (audit log, approvals) stay."""
-    up = ("up", "--detach", "--wait", "--pull", "never", "--remove-orphans")
+    up = (
+        "up",
+        "--detach",
+        "--wait",
+        "--wait-timeout",
+        str(WAIT_SECONDS),
+        "--pull",
+        "never",
+        "--remove-orphans",
+    )
     return f"""\
 [Unit]
 Description=qcstack: the hardened QuantConnect MCP stack (compose project {project})
@@ -168,7 +181,7 @@ After=docker.service {FIREWALL_UNIT}
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-TimeoutStartSec=300
+TimeoutStartSec={WAIT_SECONDS + 120}
 ExecStart={compose_command(project, test_stack, *up)}
 ExecReload={compose_command(project, test_stack, *up, "--force-recreate")}
 ExecStop={compose_command(project, test_stack, "down", "--timeout", "10")}
@@ -226,3 +239,24 @@ def verify_images(images: Sequence[tuple[str, str]]) -> str:
             "exit 1; }"
         )
     return "\n".join(lines) + "\n"
+
+
+def upgrade_with_rollback(previous: Sequence[tuple[str, str]]) -> str:
+    """Shell script: recreate the stack with the images just loaded; if it does not become
+    healthy, tag the previous image IDs again, recreate it with them, and fail. The previous
+    images are still on the VM (their containers were using them until now)."""
+    restore = "\n".join(
+        f"docker tag {shlex.quote(image_id)} {shlex.quote(tag)}" for tag, image_id in previous
+    )
+    return f"""\
+set -u
+if systemctl reload {STACK_UNIT}; then exit 0; fi
+echo "qcstack: the stack did not become healthy with the new images; rolling back" >&2
+{restore}
+if systemctl reload {STACK_UNIT}; then
+  echo "qcstack: rolled back: the stack runs the previous images again" >&2
+else
+  echo "qcstack: the rollback did not become healthy either: see journalctl -u {STACK_UNIT}" >&2
+fi
+exit 1
+"""

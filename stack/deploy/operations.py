@@ -19,7 +19,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import apt, files, server, systemd
 
 from stack.deploy import files as paths
-from stack.deploy.plan import DeployPlan, Secret
+from stack.deploy.plan import DeployPlan, Secret, save_images
 
 PACKAGES = ("docker.io", "nftables", "unattended-upgrades")
 
@@ -180,7 +180,7 @@ def security_updates(plan: DeployPlan) -> None:
         systemd.service(name=f"HOST-03 {timer} runs", service=timer, running=True, enabled=True)
 
 
-def ship_images(plan: DeployPlan, archive: Path) -> list[OperationMeta]:
+def ship_images(plan: DeployPlan) -> tuple[list[OperationMeta], list[tuple[str, str]]]:
     """HOST-05: the controller's images, loaded by `docker load` and checked by ID; the VM
     builds nothing and pulls nothing. Shipped only when an ID on the VM differs."""
     present = {}
@@ -189,10 +189,17 @@ def ship_images(plan: DeployPlan, archive: Path) -> list[OperationMeta]:
             f"docker image inspect -f '{{{{.Id}}}}' {shlex.quote(image.tag)} 2>/dev/null || true"
         )
     if all(present[image.tag] == image.id for image in plan.images):
-        return []
+        return [], []
+    # What the VM runs now, to roll back to if the new images do not become healthy.
+    previous = [(tag, image_id) for tag, image_id in present.items() if image_id]
+    if len(previous) != len(plan.images):
+        previous = []
+    needed = tuple(image for image in plan.images if present[image.tag] != image.id)
+    archive = save_images(plan.archive_dir, needed)
     remote = f"{paths.IMAGES_DIR}/{archive.name}"
     upload = files.put(
-        name=f"HOST-05 Upload the images ({archive.stat().st_size // 2**20} MiB, docker save)",
+        name=f"HOST-05 Upload {len(needed)} of {len(plan.images)} images "
+        f"({archive.stat().st_size // 2**20} MiB, docker save)",
         src=str(archive),
         dest=remote,
         user="root",
@@ -208,7 +215,7 @@ def ship_images(plan: DeployPlan, archive: Path) -> list[OperationMeta]:
             + shlex.quote(paths.verify_images([(image.tag, image.id) for image in plan.images])),
         ],
     )
-    return [upload, load]
+    return [upload, load], previous
 
 
 def stack_files(plan: DeployPlan) -> list[OperationMeta]:
@@ -248,7 +255,12 @@ def _secret(secret: Secret) -> OperationMeta:
     )
 
 
-def stack_service(plan: DeployPlan, changes: list[OperationMeta]) -> None:
+def stack_service(
+    plan: DeployPlan,
+    changes: list[OperationMeta],
+    images: list[OperationMeta],
+    previous: list[tuple[str, str]],
+) -> None:
     unit_path = f"/etc/systemd/system/{paths.STACK_UNIT}"
     was_running = bool(host.get_fact(SystemdStatus).get(paths.STACK_UNIT))
     was_enabled = bool(host.get_fact(SystemdEnabled).get(paths.STACK_UNIT))
@@ -256,12 +268,18 @@ def stack_service(plan: DeployPlan, changes: list[OperationMeta]) -> None:
         "Stack unit: qcstack starts at boot", unit_path, plan.rendered[unit_path][0], 0o644
     )
     systemd.daemon_reload(name="Reload systemd units (stack)", _if=any_changed(unit))
-    if was_running and was_enabled:
+    if was_running and was_enabled and images and previous:
+        server.shell(
+            name="Recreate the stack's containers with the new images, rolling back to the "
+            "previous ones unless every service becomes healthy",
+            commands=[f"sh -c {shlex.quote(paths.upgrade_with_rollback(previous))}"],
+        )
+    elif was_running and was_enabled:
         systemd.service(
             name="Recreate the stack's containers with the new images, files or secrets",
             service=paths.STACK_UNIT,
             reloaded=True,
-            _if=any_changed(unit, *changes),
+            _if=any_changed(unit, *changes, *images),
         )
     else:
         systemd.service(
@@ -272,12 +290,12 @@ def stack_service(plan: DeployPlan, changes: list[OperationMeta]) -> None:
         )
 
 
-def deploy_stack(plan: DeployPlan, archive: Path) -> None:
+def deploy_stack(plan: DeployPlan) -> None:
     """The whole deploy, in order: host hardening first, then Docker, then the stack."""
     ssh_hardening(plan)
     docker_engine(plan)
     firewall(plan)
     security_updates(plan)
-    images = ship_images(plan, archive)
+    images, previous = ship_images(plan)
     changes = stack_files(plan)
-    stack_service(plan, [*images, *changes])
+    stack_service(plan, changes, images, previous)

@@ -53,11 +53,8 @@ class DeployPlan:
     """Remote path -> local file of the repository (compose files, seccomp profiles)."""
     secrets: tuple[Secret, ...]
     mirror: str
-
-    def images_archive(self, settings: Settings) -> Path:
-        """Where `docker save` of exactly these image IDs is kept on the controller."""
-        digest = hashlib.sha256(" ".join(i.id for i in self.images).encode()).hexdigest()[:16]
-        return settings.build_dir / "deploy" / f"images-{digest}.tar"
+    archive_dir: Path
+    """Where `docker save` archives of the images to ship are kept on the controller."""
 
 
 def image_ids(tags: tuple[str, ...]) -> tuple[Image, ...]:
@@ -152,22 +149,25 @@ def make_plan(
         copied=copied,
         secrets=plan_secrets(secrets_dir, test_stack),
         mirror=settings.debian_mirror,
+        archive_dir=settings.build_dir / "deploy",
     )
 
 
-def save_images(settings: Settings, plan: DeployPlan) -> Path:
-    """`docker save` of the plan's images into one archive, made once per set of image IDs."""
-    archive = plan.images_archive(settings)
+def save_images(archive_dir: Path, images: tuple[Image, ...]) -> Path:
+    """`docker save` of exactly these images into one archive, made once per set of IDs (the
+    deploy ships only the images whose ID on the VM differs)."""
+    digest = hashlib.sha256(" ".join(i.id for i in images).encode()).hexdigest()[:16]
+    archive = archive_dir / f"images-{digest}.tar"
     if archive.exists():
         return archive
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    for stale in archive.parent.glob("images-*.tar"):
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    for stale in archive_dir.glob("images-*.tar"):
         stale.unlink()
     partial = archive.with_suffix(".partial")
-    with step(f"docker save {len(plan.images)} images into {archive}"):
-        run(["docker", "save", "-o", partial, *(image.tag for image in plan.images)])
+    with step(f"docker save {', '.join(i.tag for i in images)} into {archive}"):
+        run(["docker", "save", "-o", partial, *(image.tag for image in images)])
     # The archive must hold the IDs the plan names: a tag moved while saving is caught here.
-    for image in plan.images:
+    for image in images:
         now = output(["docker", "image", "inspect", "-f", "{{.Id}}", image.tag])
         if now != image.id:
             partial.unlink()

@@ -22,6 +22,8 @@ class OperationOutcome:
     changed: bool
     conditional: bool = False
     """Runs only when an earlier operation changes something."""
+    failed: bool = False
+    """Ran and failed, or never ran because an earlier one failed."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,15 @@ class DeployResult:
     def changed(self) -> tuple[str, ...]:
         return tuple(op.name for op in self.operations if op.changed)
 
+    @property
+    def failed(self) -> tuple[str, ...]:
+        return tuple(op.name for op in self.operations if op.failed)
+
     def summary(self) -> str:
         verb = "would change" if self.dry else "changed"
         lines = [
-            f"  {'*' if op.changed else ' '} {op.name}"
+            f"  {'!' if op.failed else '*' if op.changed else ' '} {op.name}"
+            + (" (failed, or not run after a failure)" if op.failed else "")
             + (
                 " (because what it depends on would change)"
                 if op.changed and op.conditional
@@ -55,7 +62,7 @@ class DeployResult:
         return "\n".join(lines)
 
 
-def run_deploy(inventory: Path, plan: DeployPlan, archive: Path, *, dry: bool) -> DeployResult:
+def run_deploy(inventory: Path, plan: DeployPlan, *, dry: bool) -> DeployResult:
     """Deploys `plan` to every host of the pyinfra inventory file; with dry, only plans."""
     # gevent must patch the standard library before pyinfra (and paramiko) import it.
     from gevent import monkey
@@ -91,25 +98,29 @@ def run_deploy(inventory: Path, plan: DeployPlan, archive: Path, *, dry: bool) -
         if failed or not state.activated_hosts:
             raise CommandError(f"could not connect over SSH to {', '.join(failed) or 'any host'}")
         state.set_stage(StateStage.Prepare)
-        add_deploy(state, deploy_stack, plan, archive)
+        add_deploy(state, deploy_stack, plan)
+        stopped = None
         if not dry:
             state.set_stage(StateStage.Execute)
-            run_ops(state)
-            if state.failed_hosts:
-                names = ", ".join(h.name for h in state.failed_hosts)
-                raise CommandError(f"the deploy failed on {names}: see the errors above")
+            try:
+                run_ops(state)
+            except PyinfraError as error:  # every host failed: pyinfra stops
+                stopped = error
         outcomes = []
         for op_hash in state.get_op_order():  # type: ignore[no-untyped-call]
             name = sorted(state.op_meta[op_hash].names)[0]
-            changed = conditional = False
-            for host in state.inventory.iter_activated_hosts():
+            changed = conditional = broke = False
+            for host in state.inventory:
                 if op_hash not in state.ops[host]:
                     continue
                 data = state.get_op_data_for_host(host, op_hash)
                 meta = data.operation_meta
                 condition = data.global_arguments.get("_if")
                 if not dry:
-                    changed |= bool(meta.did_change())
+                    if meta.did_succeed(_raise_if_not_complete=False):
+                        changed |= bool(meta.did_change())
+                    else:
+                        broke = True
                 elif isinstance(condition, WhenChanged):
                     # Runs only if what it depends on changes: planned when that is planned.
                     depends = any(bool(m._maybe_is_change) for m in condition.depends_on)
@@ -117,8 +128,13 @@ def run_deploy(inventory: Path, plan: DeployPlan, archive: Path, *, dry: bool) -
                     conditional = True
                 else:
                     changed |= bool(meta._maybe_is_change)
-            outcomes.append(OperationOutcome(name, changed, conditional))
-        return DeployResult(dry, tuple(outcomes))
+            outcomes.append(OperationOutcome(name, changed, conditional, broke))
+        result = DeployResult(dry, tuple(outcomes))
+        if stopped is not None or state.failed_hosts:
+            print(result.summary(), file=sys.stderr)
+            names = ", ".join(h.name for h in state.failed_hosts) or "every host"
+            raise CommandError(f"the deploy failed on {names}: see the errors above")
+        return result
     except PyinfraError as error:
         raise CommandError(f"pyinfra: {error}") from error
     finally:
