@@ -81,6 +81,10 @@ class Control:
     # For a control built into the image: Dockerfile steps that weaken a copy of it, where
     # `tools` is a stage of the Debian base image. The mutation check runs that copy.
     weaken_image: str | None = None
+    # For a control of the deployed VM (HOST): a shell script, run as root on the VM, that
+    # switches it off. The VM mutation check runs it, then the control's tests, then the
+    # deploy, which must switch the control back on.
+    disable_on_host: str | None = None
 
 
 def _cis(*sections: str) -> tuple[str, ...]:
@@ -520,6 +524,13 @@ CONTROLS: tuple[Control, ...] = (
         f"stack/deploy/files.py (sshd_config.d drop-in, checked with sshd -t); {_DEPLOY}",
         "password guessing against the VM's SSH, and SSH tunnels past the firewall",
         (),
+        disable_on_host=(
+            "printf '%s\\n' 'PasswordAuthentication yes' 'KbdInteractiveAuthentication yes' "
+            "'AuthenticationMethods any' 'PermitRootLogin yes' 'AllowTcpForwarding yes' "
+            "'X11Forwarding yes' 'AllowAgentForwarding yes' "
+            "> /etc/ssh/sshd_config.d/10-qcstack.conf && /usr/sbin/sshd -t && "
+            "systemctl reload ssh.service"
+        ),
     ),
     Control(
         "HOST-02",
@@ -529,6 +540,7 @@ CONTROLS: tuple[Control, ...] = (
         "reaching any service on the VM (a debug port, Docker's API on TCP, a forgotten "
         "listener) from its network",
         (),
+        disable_on_host="nft delete table inet qcstack_host",
     ),
     Control(
         "HOST-03",
@@ -537,6 +549,11 @@ CONTROLS: tuple[Control, ...] = (
         "stack/deploy/files.py (apt.conf.d: periodic lists and upgrades, security origin)",
         "known, patched vulnerabilities staying open on the VM between deploys",
         (),
+        disable_on_host=(
+            "rm -f /etc/apt/apt.conf.d/20auto-upgrades "
+            "/etc/apt/apt.conf.d/52qcstack-unattended-upgrades && "
+            "systemctl disable --now apt-daily.timer apt-daily-upgrade.timer"
+        ),
     ),
     Control(
         "HOST-04",
@@ -547,6 +564,11 @@ CONTROLS: tuple[Control, ...] = (
         "a container started without the stack's options gaining privileges or talking to its "
         "neighbours; logs filling the disk; a daemon restart stopping the stack",
         _cis("2.2"),
+        disable_on_host=(
+            # live-restore stays on, so the stack's containers outlive the restart.
+            """printf '{"live-restore": true}\\n' > /etc/docker/daemon.json && """
+            "systemctl restart docker.service"
+        ),
     ),
     Control(
         "HOST-05",
@@ -565,6 +587,7 @@ CONTROLS: tuple[Control, ...] = (
         f"{_DEPLOY} (secret_file: upload into the 0700 folder, no diff); stack/deploy/plan.py",
         "other users of the VM reading credentials; credentials in deploy logs or CI output",
         (),
+        disable_on_host="chmod 0755 /etc/qcstack/secrets && chmod 0444 /etc/qcstack/secrets/*",
     ),
 )
 

@@ -6,6 +6,7 @@ enforces. Facts decide what changes, so a second run with the same plan changes 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shlex
 from collections.abc import Generator
@@ -35,9 +36,6 @@ class WhenChanged:
         return any(meta.did_change() for meta in self.depends_on)
 
 
-any_changed = WhenChanged
-
-
 def _fact(command: str) -> str:
     """A command's output on the VM, read when the plan is made (before anything changes)."""
     value = host.get_fact(Command, command=command)
@@ -49,7 +47,7 @@ def secret_file(src: str, dest: str, uid: int) -> Generator[StringCommand | File
     """Writes one secret 0400 for `uid` (HOST-06). Unlike files.put it never reads the remote
     file's contents and never prints a diff, whatever pyinfra's settings; the upload lands in
     the root-only secrets folder first, so no other user can read it in between."""
-    local = hashlib_sha256(Path(src))
+    local = hashlib.sha256(Path(src).read_bytes()).hexdigest()
     current = _fact(
         f"stat -c '%u %g %a' {shlex.quote(dest)} 2>/dev/null && "
         f"sha256sum {shlex.quote(dest)} | cut -d' ' -f1 || true"
@@ -64,12 +62,6 @@ def secret_file(src: str, dest: str, uid: int) -> Generator[StringCommand | File
         f"chown {uid}:{uid} {shlex.quote(temp)} && chmod 0400 {shlex.quote(temp)} && "
         f"mv -f {shlex.quote(temp)} {shlex.quote(dest)}"
     )
-
-
-def hashlib_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _put_text(name: str, dest: str, text: str, mode: int) -> OperationMeta:
@@ -110,7 +102,7 @@ def docker_engine(plan: DeployPlan) -> None:
         running=True,
         enabled=True,
         restarted=True,
-        _if=any_changed(daemon),
+        _if=WhenChanged(daemon),
     )
     systemd.service(
         name="Docker Engine runs and starts at boot",
@@ -130,7 +122,7 @@ def ssh_hardening(plan: DeployPlan) -> None:
     server.shell(
         name="HOST-01 Check sshd's configuration before reloading it",
         commands=["/usr/sbin/sshd -t"],
-        _if=any_changed(drop_in),
+        _if=WhenChanged(drop_in),
     )
     systemd.service(
         name="HOST-01 Reload sshd",
@@ -138,7 +130,7 @@ def ssh_hardening(plan: DeployPlan) -> None:
         running=True,
         enabled=True,
         reloaded=True,
-        _if=any_changed(drop_in),
+        _if=WhenChanged(drop_in),
     )
 
 
@@ -154,20 +146,24 @@ def firewall(plan: DeployPlan) -> None:
     server.shell(
         name="HOST-02 Check the firewall rules",
         commands=[f"/usr/sbin/nft -c -f {paths.FIREWALL_RULES}"],
-        _if=any_changed(rules),
+        _if=WhenChanged(rules),
     )
-    systemd.daemon_reload(name="HOST-02 Reload systemd units", _if=any_changed(unit))
+    systemd.daemon_reload(name="HOST-02 Reload systemd units", _if=WhenChanged(unit))
     systemd.service(
         name="HOST-02 Firewall loaded and loaded at boot",
         service=paths.FIREWALL_UNIT,
         running=True,
         enabled=True,
     )
+    # The live ruleset, not only the file: a table someone deleted is loaded again.
+    loaded = _fact(
+        f"nft list table inet {paths.FIREWALL_TABLE} >/dev/null 2>&1 && echo loaded || true"
+    )
     systemd.service(
         name="HOST-02 Reload the firewall rules",
         service=paths.FIREWALL_UNIT,
         reloaded=True,
-        _if=any_changed(rules),
+        _if=None if loaded != "loaded" else WhenChanged(rules),
     )
 
 
@@ -267,7 +263,7 @@ def stack_service(
     unit = _put_text(
         "Stack unit: qcstack starts at boot", unit_path, plan.rendered[unit_path][0], 0o644
     )
-    systemd.daemon_reload(name="Reload systemd units (stack)", _if=any_changed(unit))
+    systemd.daemon_reload(name="Reload systemd units (stack)", _if=WhenChanged(unit))
     if was_running and was_enabled and images and previous:
         server.shell(
             name="Recreate the stack's containers with the new images, rolling back to the "
@@ -279,7 +275,7 @@ def stack_service(
             name="Recreate the stack's containers with the new images, files or secrets",
             service=paths.STACK_UNIT,
             reloaded=True,
-            _if=any_changed(unit, *changes, *images),
+            _if=WhenChanged(unit, *changes, *images),
         )
     else:
         systemd.service(
