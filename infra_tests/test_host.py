@@ -368,28 +368,72 @@ def disruptive(request: pytest.FixtureRequest, vm: VmAccess) -> None:
         )
 
 
-@pytest.fixture
-def broken_relay(settings: Settings, disruptive: None) -> Iterator[tuple[str, str]]:
-    """The controller's gateway-relay tag moved to an image that cannot start (its entry point
-    is missing), as a bad release would be; put back afterwards. Yields (tag, good image ID)."""
+def new_relay_release(settings: Settings, change: str) -> tuple[str, str, str]:
+    """Moves the controller's gateway-relay tag to a new image: the current one plus `change`
+    (Dockerfile lines), built from local inputs only. Returns (tag, current ID, new ID)."""
     tag = settings.image("gateway-relay")
-    good = controller_image_id(tag)
-    dockerfile = f'FROM {good}\nLABEL qcstack.test=broken-relay\nENTRYPOINT ["/nonexistent"]\n'
+    current = controller_image_id(tag)
     subprocess.run(
         ["docker", "build", "-q", "-t", tag, "-"],
-        input=dockerfile,
+        input=f"FROM {current}\n{change}\n",
         text=True,
         check=True,
         capture_output=True,
         env={"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "0"},
     )
-    broken = controller_image_id(tag)
-    assert broken != good
+    new = controller_image_id(tag)
+    assert new != current
+    return tag, current, new
+
+
+def put_back(tag: str, current: str, new: str) -> None:
+    subprocess.run(["docker", "tag", current, tag], check=True)
+    subprocess.run(["docker", "rmi", new], check=False, capture_output=True)
+
+
+@pytest.fixture
+def upgraded_relay(
+    settings: Settings, vm: VmAccess, disruptive: None
+) -> Iterator[tuple[str, str, str]]:
+    """A new relay release that works (one more label); afterwards the controller's tag and the
+    VM are put back on the current release."""
+    release = new_relay_release(settings, "LABEL qcstack.test=upgraded-relay")
     try:
-        yield tag, good
+        yield release
     finally:
-        subprocess.run(["docker", "tag", good, tag], check=True)
-        subprocess.run(["docker", "rmi", broken], check=False, capture_output=True)
+        put_back(*release)
+        deploy(vm)
+
+
+@pytest.fixture
+def broken_relay(settings: Settings, disruptive: None) -> Iterator[tuple[str, str]]:
+    """The controller's gateway-relay tag moved to an image that cannot start (its entry point
+    is missing), as a bad release would be; put back afterwards. Yields (tag, good image ID)."""
+    release = new_relay_release(
+        settings, 'LABEL qcstack.test=broken-relay\nENTRYPOINT ["/nonexistent"]'
+    )
+    try:
+        yield release[0], release[1]
+    finally:
+        put_back(*release)
+
+
+def test_an_upgrade_replaces_the_containers_and_keeps_their_state(
+    docker: DockerHost, vm: VmAccess, project: str, upgraded_relay: tuple[str, str, str]
+) -> None:
+    tag, current, new = upgraded_relay
+    gateway = stack_container(docker, project, "gateway")
+    assert stack_container(docker, project, "gateway-relay").attrs["Image"] == current
+    audit = gateway_audit(docker, gateway)
+    output = deploy(vm)
+    assert "HOST-05 Upload 1 of 4 images" in output  # only the new release travels
+    assert docker.check("docker image inspect -f '{{.Id}}' %s", tag).strip() == new
+    relay = stack_container(docker, project, "gateway-relay")
+    assert relay.attrs["Image"] == new
+    assert relay.attrs["State"]["Health"]["Status"] == "healthy"
+    after = stack_container(docker, project, "gateway")
+    assert after.id != gateway.id  # recreated, not left running on the old settings
+    assert gateway_audit(docker, after)[: len(audit)] == audit  # the volume kept its state
 
 
 def test_an_upgrade_that_never_becomes_healthy_rolls_back(

@@ -354,10 +354,10 @@ def cmd_vm_test(settings: Settings, args: argparse.Namespace) -> int:
             result = run([*pytest, *suites], check=False)
         if result.returncode != 0:
             return result.returncode
-        with step("upgrade rollback and reboot of the test VM, last and alone"):
+        with step("upgrades, a rollback and a reboot of the test VM, last and alone"):
             host_suite = settings.repo_root / "infra_tests" / "test_host.py"
             return run(
-                [*pytest, "--disruptive", "-k", "rolls_back or starts_at_boot", str(host_suite)],
+                [*pytest, "--disruptive", "-k", "an_upgrade or starts_at_boot", str(host_suite)],
                 check=False,
             ).returncode
     finally:
