@@ -296,6 +296,8 @@ def test_an_image_swapped_on_the_vm_is_caught(
     try:
         refused = docker.run("sh -c %s", check)
         assert refused.rc == 1 and f"{proxy} is not {good}" in refused.stderr
+        # Fail closed: the swapped tag is gone, so nothing starts under that name.
+        assert docker.run("docker image inspect %s", proxy).rc != 0
         plan = deploy(vm, "--dry")
         assert "  * HOST-05 Upload 1 of 4 images" in plan, plan[-3000:]
     finally:

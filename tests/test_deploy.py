@@ -69,10 +69,12 @@ def test_compose_plugin_is_pinned_by_version_and_sha256() -> None:
     assert script.index("sha256sum -c") < script.index("dpkg-deb -x")
 
 
-def test_image_check_names_the_tag_that_differs() -> None:
+def test_image_check_names_and_removes_the_tag_that_differs() -> None:
     script = files.verify_images([("qcstack/qc-mcp:x", "sha256:" + "a" * 64)])
     assert "set -eu" in script
     assert "qcstack/qc-mcp:x is not sha256:" in script
+    assert "docker image rm --no-prune qcstack/qc-mcp:x" in script
+    assert script.rstrip().endswith('exit "$status"')
 
 
 def write_secrets(directory: Path, names: tuple[str, ...]) -> None:

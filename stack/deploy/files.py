@@ -230,14 +230,18 @@ install -D -m 0755 unpacked/usr/libexec/docker/cli-plugins/docker-compose {COMPO
 
 
 def verify_images(images: Sequence[tuple[str, str]]) -> str:
-    """Shell script that fails unless each tag on the VM is exactly the controller's image ID."""
-    lines = ["set -eu"]
+    """Shell script that fails unless each tag on the VM is exactly the controller's image ID.
+    A tag that names another image is removed first (fail closed): nothing starts under that
+    name, at boot or otherwise, until a deploy ships the right image."""
+    lines = ["set -eu", "status=0"]
     for tag, image_id in images:
+        quoted = shlex.quote(tag)
         lines.append(
-            f'test "$(docker image inspect -f {{{{.Id}}}} {shlex.quote(tag)})" = '
-            f"{shlex.quote(image_id)} || {{ echo {shlex.quote(f'{tag} is not {image_id}')} >&2; "
-            "exit 1; }"
+            f'if [ "$(docker image inspect -f {{{{.Id}}}} {quoted} 2>/dev/null)" != '
+            f"{shlex.quote(image_id)} ]; then echo {shlex.quote(f'{tag} is not {image_id}')} >&2; "
+            f"docker image rm --no-prune {quoted} >/dev/null 2>&1 || true; status=1; fi"
         )
+    lines.append('exit "$status"')
     return "\n".join(lines) + "\n"
 
 
