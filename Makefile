@@ -3,7 +3,7 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down test lint unit docker browser venv mutation-check controls bench
+.PHONY: up down test vm-test lint unit docker browser venv mutation-check controls bench
 
 up: docker venv
 	bin/qcstack up
@@ -13,6 +13,10 @@ down: venv
 
 test: docker browser venv lint
 	bin/qcstack test
+
+# A pyinfra deploy of a test stack to a fresh test VM, then the infra suites over SSH (issue 6).
+vm-test: docker venv
+	bin/qcstack vm-test
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the tests of this control ID (repeatable); used by the mutation check",
     )
     group.addoption("--control-report", help="write each test's outcome and controls as JSON")
+    group.addoption(
+        "--disruptive",
+        action="store_true",
+        help="run the tests that recreate the deployed stack or reboot its VM (bin/qcstack "
+        "vm-test runs them last, alone: other suites hold the containers they inspected)",
+    )
+    group.addoption(
+        "--stack-secrets-dir",
+        help="folder of the stack's secret files on the Docker host (default: the test stacks' "
+        "folder on this machine; a deployed VM's is /etc/qcstack/secrets)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,7 +85,9 @@ def settings() -> Settings:
 def docker(request: pytest.FixtureRequest, settings: Settings) -> DockerHost:
     hosts = request.config.getoption("hosts", default=None)
     spec = hosts.split(",")[0] if hosts else settings.test_hosts
-    return DockerHost(testinfra.get_host(spec))
+    ssh_config = request.config.getoption("ssh_config", default=None)
+    secrets_dir = request.config.getoption("--stack-secrets-dir") or test_secrets_dir(settings)
+    return DockerHost(testinfra.get_host(spec, ssh_config=ssh_config), str(secrets_dir))
 
 
 @pytest.fixture(scope="session")
@@ -182,11 +195,11 @@ def mcp_session(
 TOKEN_IN_CLIENT = "/run/secrets/gateway_token"  # noqa: S105 - a path, not a token
 
 
-def gateway_client_command(settings: Settings, image: str, *, name: str = "") -> str:
+def gateway_client_command(docker: DockerHost, image: str, *, name: str = "") -> str:
     """`docker run` of an MCP client the way one on the Docker host would run: in the host's
     network namespace, to the gateway's loopback port, reading the test bearer token from its
     file (as the gateway's uid, the file's owner), so no test output ever shows it."""
-    token_file = test_secrets_dir(settings) / "gateway_token"
+    token_file = f"{docker.secrets_dir}/gateway_token"
     named = f"--name {name} " if name else ""
     return (
         f"docker run --rm {named}--network host --user 10004:10004 --read-only --cap-drop ALL "
@@ -216,7 +229,7 @@ def gateway_calls(
     the tools it listed and each call's result, in order."""
     arguments = gateway_client_arguments(settings, calls)
     output = docker.check(
-        gateway_client_command(settings, image) + " %s" * len(arguments), *arguments
+        gateway_client_command(docker, image) + " %s" * len(arguments), *arguments
     )
     data: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return data

@@ -55,6 +55,8 @@ def _probe_result(result: Any) -> ProbeResult:
 @dataclass(frozen=True)
 class DockerHost:
     host: Host
+    secrets_dir: str
+    """Where the stack's secret files are on this host (the canary secrets of a test stack)."""
 
     def run(self, command: str, *args: str) -> Any:
         return self.host.run(command, *args)

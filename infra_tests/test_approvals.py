@@ -68,8 +68,14 @@ CALL_SECONDS = 150.0
 
 
 @pytest.fixture(scope="module")
-def gateway_url(settings: Settings) -> str:
+def gateway_url(settings: Settings, is_local: bool) -> str:
     """The gateway as MCP clients and admins reach it: the relay's port on the host's loopback."""
+    if not is_local:
+        pytest.skip(
+            "the browser and MCP clients of these tests run on the controller, and a deployed "
+            "VM's gateway port is on the VM's loopback alone (NET-01), with SSH forwarding off "
+            "(HOST-01)"
+        )
     return f"http://127.0.0.1:{settings.test_gateway_port}"
 
 

@@ -8,13 +8,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
 from stack.settings import Settings
 from stack.suites import prepare_test_secrets, pytest_command, remove_test_stacks, test_project
+
+if TYPE_CHECKING:
+    from stack.deploy.plan import DeployPlan
+    from stack.testvm import VmAccess
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -288,6 +292,184 @@ def add_seccomp_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     verify.set_defaults(handler=cmd_seccomp_verify)
 
 
+def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
+    """Builds the images here, then deploys them and the stack to the inventory's hosts."""
+    from stack.deploy.plan import make_plan
+    from stack.deploy.runner import run_deploy
+
+    if args.test_stack:
+        secrets_dir = settings.build_dir / "vm-secrets"
+        if not (secrets_dir / "qc_api_double_key").exists():
+            prepare_test_secrets(settings, secrets_dir)
+        project, port = settings.test_project_name, settings.test_gateway_port
+    else:
+        from stack.secrets import ensure_secrets
+
+        secrets_dir, project, port = (
+            settings.secrets_dir,
+            settings.project_name,
+            settings.gateway_port,
+        )
+        ensure_secrets(secrets_dir, interactive=True)
+    if not args.no_build:
+        cmd_build(settings, args)
+    plan = make_plan(
+        settings,
+        project=project,
+        secrets_dir=secrets_dir,
+        test_stack=args.test_stack,
+        gateway_port=port,
+    )
+    with step(f"{'plan' if args.dry else 'deploy'} compose project {project} to {args.inventory}"):
+        result = run_deploy(args.inventory, plan, dry=args.dry)
+    print(result.summary())
+    return 0
+
+
+def vm_test_plan(settings: Settings) -> DeployPlan:
+    """The deploy plan of a test stack with fresh canary secrets, for the test VM."""
+    from stack.deploy.plan import make_plan
+
+    return make_plan(
+        settings,
+        project=settings.test_project_name,
+        secrets_dir=prepare_test_secrets(settings, settings.build_dir / "vm-secrets"),
+        test_stack=True,
+        gateway_port=settings.test_gateway_port,
+    )
+
+
+def vm_pytest(settings: Settings, vm: VmAccess) -> list[str]:
+    """pytest for the infra suites, aimed at the test stack on the test VM over SSH."""
+    from stack.deploy import files
+
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--project={settings.test_project_name}",
+        f"--hosts={vm.testinfra_host}",
+        f"--ssh-config={vm.ssh_config}",
+        f"--stack-secrets-dir={files.SECRETS_DIR}",
+    ]
+
+
+def cmd_vm_test(settings: Settings, args: argparse.Namespace) -> int:
+    """A fresh test VM, a pyinfra deploy of a test stack to it, then the infra suites over SSH."""
+    from stack.deploy.runner import run_deploy
+    from stack.testvm import remove_vm, start_vm
+
+    cmd_build(settings, args)
+    project = settings.test_project_name
+    plan = vm_test_plan(settings)
+    vm = start_vm(settings)
+    try:
+        with step(f"deploy compose project {project} to the test VM"):
+            print(run_deploy(vm.inventory, plan, dry=False).summary())
+        pytest = vm_pytest(settings, vm)
+        with step("infra suites against the test VM over SSH"):
+            suites = args.pytest_args or [str(settings.repo_root / "infra_tests")]
+            result = run([*pytest, *suites], check=False)
+        if result.returncode != 0:
+            return result.returncode
+        with step("upgrades, a rollback and a reboot of the test VM, last and alone"):
+            host_suite = settings.repo_root / "infra_tests" / "test_host.py"
+            return run(
+                [*pytest, "--disruptive", "-k", "an_upgrade or starts_at_boot", str(host_suite)],
+                check=False,
+            ).returncode
+    finally:
+        if not args.keep:
+            with step(f"remove the test VM {vm.name}"):
+                remove_vm(settings)
+
+
+def cmd_vm_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Switches each HOST control off on a deployed test VM, shows its tests go red, and shows
+    the deploy switches it back on."""
+    from stack.controls import CONTROLS
+    from stack.deploy.runner import run_deploy
+    from stack.mutation import MutationResult, read_report
+    from stack.testvm import remove_vm, start_vm
+
+    cmd_build(settings, args)
+    plan = vm_test_plan(settings)
+    vm = start_vm(settings)
+    suite = str(settings.repo_root / "infra_tests" / "test_host.py")
+    reports = settings.build_dir / "mutations"
+    reports.mkdir(parents=True, exist_ok=True)
+    results: list[MutationResult] = []
+    restored: dict[str, bool] = {}
+    try:
+        with step(f"deploy compose project {settings.test_project_name} to the test VM"):
+            run_deploy(vm.inventory, plan, dry=False)
+        for control in CONTROLS:
+            if control.disable_on_host is None or (args.control and control.id not in args.control):
+                continue
+            with step(f"{control.id} switched off on the VM: {control.title}"):
+                report = reports / f"vm-{control.id}.json"
+                report.unlink(missing_ok=True)
+                vm.ssh(control.disable_on_host)
+                run(
+                    [
+                        *vm_pytest(settings, vm),
+                        "-q",
+                        f"--control={control.id}",
+                        f"--control-report={report}",
+                        suite,
+                    ],
+                    check=False,
+                    capture=True,  # red tests are the point here
+                )
+                red, total = read_report(report, control.id)
+                results.append(MutationResult(control.id, red, total))
+                # Switched back on means: the deploy puts it back, and its tests pass again.
+                run_deploy(vm.inventory, plan, dry=False)
+                again = run(
+                    [*vm_pytest(settings, vm), "-q", f"--control={control.id}", suite],
+                    check=False,
+                    capture=True,
+                )
+                restored[control.id] = again.returncode == 0
+        with step("a last deploy finds nothing left to restore"):
+            clean = not run_deploy(vm.inventory, plan, dry=False).changed
+    finally:
+        with step(f"remove the test VM {vm.name}"):
+            remove_vm(settings)
+    print("\nVM mutation check: each HOST control switched off alone on the deployed VM")
+    for result in results:
+        back = (
+            "the deploy switched it back on (its tests pass again)"
+            if restored[result.control]
+            else "NOT RESTORED by the deploy"
+        )
+        print(f"  {result.summary()}; {back}")
+    print(f"  after every restore, a deploy changed {'nothing' if clean else 'SOMETHING'}")
+    untouched = [c.id for c in CONTROLS if c.id.startswith("HOST-") and not c.disable_on_host]
+    if untouched:
+        print("  not switched off here (their tests attack them directly): " + ", ".join(untouched))
+    ok = all(r.covered for r in results) and all(restored.values()) and clean
+    return 0 if ok else 1
+
+
+def cmd_vm(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.testvm import remove_vm, running_vm, start_vm
+
+    if args.action == "up":
+        vm = start_vm(settings)
+        print(f"test VM {vm.name} at {vm.address}: ssh -F {vm.ssh_config} {vm.name}")
+        print(f"pyinfra inventory: {vm.inventory}")
+    elif args.action == "down":
+        with step(f"remove the test VM {settings.test_vm_name}"):
+            remove_vm(settings)
+    else:
+        vm = running_vm(settings)
+        print(f"ssh -F {vm.ssh_config} {vm.name}")
+    return 0
+
+
 def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     who = argparse.ArgumentParser(add_help=False)
     who.add_argument(
@@ -341,6 +523,40 @@ def parser() -> argparse.ArgumentParser:
     traces.set_defaults(handler=cmd_traces)
     add_seccomp_commands(commands)
     add_admin_commands(commands)
+    deploy = commands.add_parser(
+        "deploy", help="deploy the stack to Debian 12 hosts over SSH with pyinfra"
+    )
+    deploy.add_argument("inventory", type=Path, help="a pyinfra inventory file (see deploy/)")
+    deploy.add_argument("--dry", action="store_true", help="show what would change, change nothing")
+    deploy.add_argument(
+        "--no-build", action="store_true", help="ship the images as built; refuse if one is missing"
+    )
+    deploy.add_argument(
+        "--test-stack",
+        action="store_true",
+        help="a test stack (canary secrets, the QuantConnect API double) for the infra suites",
+    )
+    deploy.set_defaults(handler=cmd_deploy)
+    vm_test = commands.add_parser(
+        "vm-test",
+        help="deploy a test stack to a fresh test VM with pyinfra and run the infra suites on it",
+    )
+    vm_test.add_argument("--keep", action="store_true", help="leave the test VM running")
+    vm_test.add_argument(
+        "pytest_args", nargs="*", help="pytest arguments instead of the whole infra_tests/"
+    )
+    vm_test.set_defaults(handler=cmd_vm_test)
+    vm_mutation = commands.add_parser(
+        "vm-mutation-check",
+        help="switch each HOST control off on a deployed test VM and show its tests go red",
+    )
+    vm_mutation.add_argument("--control", action="append", default=[], help="only this control ID")
+    vm_mutation.set_defaults(handler=cmd_vm_mutation_check)
+    vm = commands.add_parser(
+        "vm", help="start or remove the test VM (a systemd container with sshd and dockerd)"
+    )
+    vm.add_argument("action", choices=["up", "down", "ssh"], help="ssh: print how to log in")
+    vm.set_defaults(handler=cmd_vm)
     return top
 
 

@@ -39,6 +39,11 @@ THREATS = MappingProxyType(
             "Tampered build inputs: a swapped base image or wheel brings attacker code into the "
             "server's container (MAESTRO L4)"
         ),
+        "host-compromise": (
+            "Compromise of the VM that runs the stack: whoever gets a shell or root there reads "
+            "every credential and controls every container (MAESTRO L4, deployment "
+            "infrastructure)"
+        ),
     }
 )
 
@@ -76,6 +81,10 @@ class Control:
     # For a control built into the image: Dockerfile steps that weaken a copy of it, where
     # `tools` is a stage of the Debian base image. The mutation check runs that copy.
     weaken_image: str | None = None
+    # For a control of the deployed VM (HOST): a shell script, run as root on the VM, that
+    # switches it off. The VM mutation check runs it, then the control's tests, then the
+    # deploy, which must switch the control back on.
+    disable_on_host: str | None = None
 
 
 def _cis(*sections: str) -> tuple[str, ...]:
@@ -162,6 +171,8 @@ def _egress_policy() -> dict[str, Any]:
     """An override that gives the proxy another policy.conf than the one settings render."""
     return {"configs": {"egress_policy": {"file": "{mutation_dir}/policy.conf"}}}
 
+
+_DEPLOY = "stack/deploy/operations.py"
 
 CONTROLS: tuple[Control, ...] = (
     Control(
@@ -577,6 +588,78 @@ CONTROLS: tuple[Control, ...] = (
         (),
         # An ordinary bridge with an address on the host: a route out for the collector.
         disable={"networks": {"telemetry": {"internal": False, "driver_opts": RESET}}},
+    ),
+    Control(
+        "HOST-01",
+        "SSH by key only: no passwords, no keyboard-interactive, root by key, no forwarding",
+        "host-compromise",
+        f"stack/deploy/files.py (sshd_config.d drop-in, checked with sshd -t); {_DEPLOY}",
+        "password guessing against the VM's SSH, and SSH tunnels past the firewall",
+        (),
+        disable_on_host=(
+            "printf '%s\\n' 'PasswordAuthentication yes' 'KbdInteractiveAuthentication yes' "
+            "'AuthenticationMethods any' 'PermitRootLogin yes' 'AllowTcpForwarding yes' "
+            "'X11Forwarding yes' 'AllowAgentForwarding yes' "
+            "> /etc/ssh/sshd_config.d/10-qcstack.conf && /usr/sbin/sshd -t && "
+            "systemctl reload ssh.service"
+        ),
+    ),
+    Control(
+        "HOST-02",
+        "Host firewall: inbound SSH only, everything else dropped, over IPv4 and IPv6",
+        "host-compromise",
+        "stack/deploy/files.py (nftables table qcstack_host, its own systemd unit)",
+        "reaching any service on the VM (a debug port, Docker's API on TCP, a forgotten "
+        "listener) from its network",
+        (),
+        disable_on_host="nft delete table inet qcstack_host",
+    ),
+    Control(
+        "HOST-03",
+        "Debian security updates installed automatically (unattended-upgrades)",
+        "host-compromise",
+        "stack/deploy/files.py (apt.conf.d: periodic lists and upgrades, security origin)",
+        "known, patched vulnerabilities staying open on the VM between deploys",
+        (),
+        disable_on_host=(
+            "rm -f /etc/apt/apt.conf.d/20auto-upgrades "
+            "/etc/apt/apt.conf.d/52qcstack-unattended-upgrades && "
+            "systemctl disable --now apt-daily.timer apt-daily-upgrade.timer"
+        ),
+    ),
+    Control(
+        "HOST-04",
+        "Docker daemon hardening: no-new-privileges by default, live-restore, no inter-container "
+        "traffic on the default bridge, no userland proxy, log limits",
+        "container-compromise",
+        "stack/deploy/files.py (/etc/docker/daemon.json)",
+        "a container started without the stack's options gaining privileges or talking to its "
+        "neighbours; logs filling the disk; a daemon restart stopping the stack",
+        _cis("2.2"),
+        disable_on_host=(
+            # live-restore stays on, so the stack's containers outlive the restart.
+            """printf '{"live-restore": true}\\n' > /etc/docker/daemon.json && """
+            "systemctl restart docker.service"
+        ),
+    ),
+    Control(
+        "HOST-05",
+        "Images arrive from the controller by ID, checked on arrival; the VM builds and pulls "
+        "nothing",
+        "supply-chain",
+        f"{_DEPLOY} (docker save | load, ID check); the stack unit (compose up --pull never)",
+        "a registry-side or in-transit swap of an image; the VM running an image nobody built",
+        (),
+    ),
+    Control(
+        "HOST-06",
+        "Secrets on the VM in a root-only folder, each file 0400 for its service's user, never "
+        "printed by the deploy",
+        "credential-theft",
+        f"{_DEPLOY} (secret_file: upload into the 0700 folder, no diff); stack/deploy/plan.py",
+        "other users of the VM reading credentials; credentials in deploy logs or CI output",
+        (),
+        disable_on_host="chmod 0755 /etc/qcstack/secrets && chmod 0444 /etc/qcstack/secrets/*",
     ),
 )
 

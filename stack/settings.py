@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     test_hosts: str = "local://"
     """testinfra host spec the infra suites run against (local:// or ssh://user@vm)."""
 
+    test_vm_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] = "qcstack-vm"
+    """Container, network and volume name of the test VM the deploy tests run against."""
+
+    test_vm_subnet: IPv4Network = IPv4Network("10.231.244.0/24")
+    """Subnet of the test VM's own Docker network; the controller reaches its sshd there."""
+
     @field_validator("egress_allow")
     @classmethod
     def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -120,7 +126,7 @@ class Settings(BaseSettings):
             raise ValueError("allow at least one destination (www.quantconnect.com:443)")
         return tuple(str(parse_destination(entry)) for entry in value)
 
-    @field_validator("egress_subnet", "test_egress_subnet")
+    @field_validator("egress_subnet", "test_egress_subnet", "test_vm_subnet")
     @classmethod
     def _room_for_the_stack(cls, value: IPv4Network) -> IPv4Network:
         if value.prefixlen > 28 or not value.is_private:

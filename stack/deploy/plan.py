@@ -1,0 +1,176 @@
+"""What one deploy ships, worked out on the controller from settings before pyinfra connects.
+
+The plan names files by path, never by content: secrets stay in their files on the controller
+until pyinfra uploads them, so no secret is ever in an operation's arguments or its output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.build.images import IMAGES
+from stack.deploy import files
+from stack.egress import render_policy
+from stack.process import CommandError, output, run, step
+from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
+from stack.settings import Settings
+
+TEST_SECRET_NAMES = ("qc_test_ca", "qc_api_double_cert", "qc_api_double_key")
+"""The API double's certificate and key and the test CA qc-mcp trusts: test deploys only."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One secret file: read from the controller, written 0400 for `uid` on the VM."""
+
+    name: str
+    source: Path
+    uid: int
+
+    @property
+    def dest(self) -> str:
+        return f"{files.SECRETS_DIR}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    id: str
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """Everything one deploy puts on the VM."""
+
+    project: str
+    test_stack: bool
+    images: tuple[Image, ...]
+    rendered: dict[str, tuple[str, int]]
+    """Remote path -> (text, mode) of files rendered from settings; none holds a secret."""
+    copied: dict[str, Path]
+    """Remote path -> local file of the repository (compose files, seccomp profiles)."""
+    secrets: tuple[Secret, ...]
+    mirror: str
+    archive_dir: Path
+    """Where `docker save` archives of the images to ship are kept on the controller."""
+
+
+def image_ids(tags: tuple[str, ...]) -> tuple[Image, ...]:
+    """The controller's image ID of each tag; refuses when one is not built."""
+    found = []
+    for tag in tags:
+        result = run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", tag], capture=True, check=False
+        )
+        if result.returncode != 0:
+            raise CommandError(f"{tag} is not built on the controller: run `bin/qcstack build`")
+        found.append(Image(tag, result.stdout.strip()))
+    return tuple(found)
+
+
+def plan_secrets(secrets_dir: Path, test_stack: bool) -> tuple[Secret, ...]:
+    """Every secret the stack reads, from the controller's folder; refuses when one is missing
+    or empty, naming the file (never its content)."""
+    names = (*SECRET_NAMES, *GENERATED_SECRETS, *(TEST_SECRET_NAMES if test_stack else ()))
+    secrets = []
+    missing = []
+    for name in names:
+        path = secrets_dir / name
+        try:
+            empty = path.stat().st_size == 0
+        except OSError:
+            missing.append(f"{path} is missing")
+            continue
+        if empty:
+            missing.append(f"{path} is empty")
+        secrets.append(Secret(name, path, owner(name)))
+    if missing:
+        raise CommandError(
+            "cannot deploy without every secret: " + "; ".join(missing) + ". `bin/qcstack up` "
+            "asks for the credentials and makes the rest"
+        )
+    return tuple(secrets)
+
+
+def make_plan(
+    settings: Settings,
+    *,
+    project: str,
+    secrets_dir: Path,
+    test_stack: bool,
+    gateway_port: int,
+) -> DeployPlan:
+    root = settings.repo_root
+    tags = tuple(settings.image(recipe.name) for recipe in IMAGES)
+    copied = {
+        f"{files.COMPOSE_DIR}/{name}": root / "compose" / name
+        for name in files.compose_files(test_stack)
+    }
+    for recipe in IMAGES:
+        profile = settings.seccomp_dir / f"{recipe.name}.json"
+        if not profile.exists():
+            raise CommandError(f"{profile} is missing: every service needs its seccomp profile")
+        copied[f"{files.SECCOMP_DIR}/{profile.name}"] = profile
+    if test_stack:
+        double = root / "infra_tests" / "doubles" / "qc_api.py"
+        copied[f"{files.DOUBLES_DIR}/{double.name}"] = double
+    gateway_env = "".join(
+        f"{name}={value}\n" for name, value in settings.gateway_environment().items()
+    )
+    rendered = {
+        files.COMPOSE_ENV: (
+            files.compose_env(
+                image_tag=settings.image_tag,
+                egress_subnet=str(settings.egress_subnet),
+                gateway_port=gateway_port,
+            ),
+            0o644,
+        ),
+        files.EGRESS_POLICY: (
+            render_policy(settings.egress_destinations, settings.egress_subnet),
+            0o444,
+        ),
+        files.GATEWAY_ENV: (gateway_env, 0o644),
+        files.DAEMON_JSON: (files.daemon_json(), 0o644),
+        files.SSHD_DROP_IN: (files.sshd_drop_in(), 0o644),
+        files.FIREWALL_RULES: (files.firewall_rules(), 0o644),
+        f"/etc/systemd/system/{files.FIREWALL_UNIT}": (files.firewall_unit(), 0o644),
+        f"/etc/systemd/system/{files.STACK_UNIT}": (files.stack_unit(project, test_stack), 0o644),
+        files.AUTO_UPGRADES: (files.auto_upgrades(), 0o644),
+        files.UNATTENDED_UPGRADES: (files.unattended_upgrades(), 0o644),
+    }
+    return DeployPlan(
+        project=project,
+        test_stack=test_stack,
+        images=image_ids(tags),
+        rendered=rendered,
+        copied=copied,
+        secrets=plan_secrets(secrets_dir, test_stack),
+        mirror=settings.debian_mirror,
+        archive_dir=settings.build_dir / "deploy",
+    )
+
+
+def save_images(archive_dir: Path, images: tuple[Image, ...]) -> Path:
+    """`docker save` of exactly these images into one archive, made once per set of IDs (the
+    deploy ships only the images whose ID on the VM differs)."""
+    digest = hashlib.sha256(" ".join(i.id for i in images).encode()).hexdigest()[:16]
+    archive = archive_dir / f"images-{digest}.tar"
+    if archive.exists():
+        return archive
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    for stale in archive_dir.glob("images-*.tar"):
+        stale.unlink()
+    partial = archive.with_suffix(".partial")
+    with step(f"docker save {', '.join(i.tag for i in images)} into {archive}"):
+        run(["docker", "save", "-o", partial, *(image.tag for image in images)])
+    # The archive must hold the IDs the plan names: a tag moved while saving is caught here.
+    for image in images:
+        now = output(["docker", "image", "inspect", "-f", "{{.Id}}", image.tag])
+        if now != image.id:
+            partial.unlink()
+            raise CommandError(f"{image.tag} changed while it was saved; deploy again")
+    partial.rename(archive)
+    return archive
