@@ -19,6 +19,7 @@ import pytest
 
 from infra_tests.conftest import Container, gateway_audit, gateway_calls, stack_container
 from infra_tests.dockerhost import DockerHost
+from stack.build.images import IMAGES
 from stack.deploy import files
 from stack.deploy.plan import TEST_SECRET_NAMES
 from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
@@ -269,7 +270,8 @@ def controller_image_id(tag: str) -> str:
     ).stdout.strip()
 
 
-SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay")
+SERVICES = tuple(recipe.name for recipe in IMAGES)
+"""Every image the stack runs: each is shipped to the VM and checked by ID."""
 
 
 @pytest.mark.control("HOST-05", "config")
@@ -299,7 +301,7 @@ def test_an_image_swapped_on_the_vm_is_caught(
         # Fail closed: the swapped tag is gone, so nothing starts under that name.
         assert docker.run("docker image inspect %s", proxy).rc != 0
         plan = deploy(vm, "--dry")
-        assert "  * HOST-05 Upload 1 of 4 images" in plan, plan[-3000:]
+        assert f"  * HOST-05 Upload 1 of {len(IMAGES)} images" in plan, plan[-3000:]
     finally:
         docker.check("docker tag %s %s", good, proxy)
 
