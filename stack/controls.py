@@ -140,11 +140,11 @@ async def let_everyone_in(self, scope, receive, send):
 server.BearerGuard.__call__ = let_everyone_in
 """
 _WITHOUT_TOOL_POLICY = """\
-from gateway import middleware
+from gateway import calls, fastlane, middleware
 from gateway.policy import Decision, Verdict
 
-middleware.listed = lambda tool, profile: True
-middleware.decide = lambda tool, arguments, profile, **_: Decision(Verdict.ALLOW, "mutant")
+middleware.listed = fastlane.listed = lambda tool, profile: True
+calls.decide = lambda tool, arguments, profile, **_: Decision(Verdict.ALLOW, "mutant")
 """
 
 
