@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from stack.process import CommandError, run, step
 from stack.settings import Settings
@@ -41,21 +42,29 @@ def ensure_base_image(settings: Settings) -> str:
             "building the base rootfs needs root (debootstrap); run as root, or set "
             "QCSTACK_BASE_IMAGE to a base image that has python3.11 and /bin/sh"
         )
+    rootfs = debootstrap(settings, tag.split(":")[1], VARIANT, PACKAGES)
+    import_rootfs(rootfs, tag)
+    shutil.rmtree(rootfs)
+    return tag
+
+
+def debootstrap(settings: Settings, name: str, variant: str, packages: tuple[str, ...]) -> Path:
+    """A fresh Debian root filesystem under the build folder, without apt's caches."""
     if shutil.which("debootstrap") is None:
         raise CommandError(
             "debootstrap is missing: run scripts/install-docker or apt-get install debootstrap"
         )
-    rootfs = settings.build_dir / "rootfs" / tag.split(":")[1]
+    rootfs = settings.build_dir / "rootfs" / name
     shutil.rmtree(rootfs, ignore_errors=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     with step(
-        f"debootstrap {settings.debian_suite} ({VARIANT} + {', '.join(PACKAGES)}) into {rootfs}"
+        f"debootstrap {settings.debian_suite} ({variant} + {', '.join(packages)}) into {rootfs}"
     ):
         run(
             [
                 "debootstrap",
-                f"--variant={VARIANT}",
-                f"--include={','.join(PACKAGES)}",
+                f"--variant={variant}",
+                f"--include={','.join(packages)}",
                 settings.debian_suite,
                 rootfs,
                 settings.debian_mirror,
@@ -65,15 +74,22 @@ def ensure_base_image(settings: Settings) -> str:
             for entry in (rootfs / cache).glob("*"):
                 if entry.is_file():
                     entry.unlink()
+    return rootfs
+
+
+def import_rootfs(rootfs: Path, tag: str, changes: tuple[str, ...] = ()) -> None:
+    """`docker import` of a root filesystem as `tag`, with Dockerfile `changes` (CMD ...)."""
     with step(f"import {rootfs} as {tag}"):
         tar = subprocess.Popen(
             ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
         )
+        options = [arg for change in changes for arg in ("--change", change)]
         imported = subprocess.run(
-            ["docker", "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
+            ["docker", "import", *options, "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
         )
         tar.wait()
         if tar.returncode or imported.returncode:
             raise CommandError(f"docker import of {rootfs} failed: {imported.stderr.strip()}")
-    shutil.rmtree(rootfs)
-    return tag

@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 
-from stack.build.base import image_exists
-from stack.process import CommandError, run, step
+from stack.build.base import debootstrap, image_exists, import_rootfs
+from stack.process import CommandError
 from stack.settings import Settings
 
 VARIANT = "minbase"
@@ -102,28 +101,7 @@ def ensure_vm_image(settings: Settings) -> str:
         return tag
     if os.geteuid() != 0:
         raise CommandError("building the test VM's rootfs needs root (debootstrap)")
-    if shutil.which("debootstrap") is None:
-        raise CommandError(
-            "debootstrap is missing: run scripts/install-docker or apt-get install debootstrap"
-        )
-    rootfs = settings.build_dir / "rootfs" / f"testvm-{tag.split(':')[1]}"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    rootfs.parent.mkdir(parents=True, exist_ok=True)
-    with step(f"debootstrap {settings.debian_suite} ({VARIANT} + {', '.join(PACKAGES)})"):
-        run(
-            [
-                "debootstrap",
-                f"--variant={VARIANT}",
-                f"--include={','.join(PACKAGES)}",
-                settings.debian_suite,
-                rootfs,
-                settings.debian_mirror,
-            ]
-        )
-    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for entry in (rootfs / cache).glob("*"):
-            if entry.is_file():
-                entry.unlink()
+    rootfs = debootstrap(settings, f"testvm-{tag.split(':')[1]}", VARIANT, PACKAGES)
     # The image ships no host keys (each VM makes its own) and no machine id (systemd makes one).
     for key in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
@@ -140,18 +118,6 @@ def ensure_vm_image(settings: Settings) -> str:
     for unit in ("getty@tty1.service", "systemd-timesyncd.service"):
         for link in (rootfs / "etc" / "systemd" / "system").rglob(unit):
             link.unlink()
-    with step(f"import {rootfs} as {tag}"):
-        tar = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-        )
-        imported = subprocess.run(
-            ["docker", "import", "--change", 'CMD ["/sbin/init"]', "-", tag],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-        )
-        tar.wait()
-        if tar.returncode or imported.returncode:
-            raise CommandError(f"docker import of {rootfs} failed: {imported.stderr.strip()}")
+    import_rootfs(rootfs, tag, changes=('CMD ["/sbin/init"]',))
     shutil.rmtree(rootfs)
     return tag
