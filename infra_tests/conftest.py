@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from stack.settings import Settings
 from stack.suites import test_secrets_dir
 
 PROBES = Path(__file__).parent / "probes"
-CANARY_IPV6_SUBNET = "fd0c:a7a1:5e57::/64"  # unique local addresses: nobody else's
+CANARY_IPV6_PREFIX = "fd0c:a7a1:5e57"  # unique local addresses: nobody else's
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -316,6 +317,12 @@ def side_files(docker: DockerHost, stack_containers: StackContainers) -> ImageFi
     return ImageFiles(docker, stack_containers)
 
 
+def canary_ipv6_subnet(project: str) -> str:
+    """A /64 of our own unique local prefix for each project, so the canary networks of test
+    stacks that run side by side on one daemon do not collide."""
+    return f"{CANARY_IPV6_PREFIX}:{hashlib.sha256(project.encode()).hexdigest()[:4]}::/64"
+
+
 @pytest.fixture(scope="session")
 def canary_network(docker: DockerHost, project: str) -> Iterator[dict[str, Any]]:
     """A network of the tests' own, IPv4 and IPv6, with a route out, for canary servers."""
@@ -323,7 +330,7 @@ def canary_network(docker: DockerHost, project: str) -> Iterator[dict[str, Any]]
     docker.run("docker network rm %s", name)
     docker.check(
         "docker network create --label qcstack.test=canary --ipv6 --subnet %s %s",
-        CANARY_IPV6_SUBNET,
+        canary_ipv6_subnet(project),
         name,
     )
     yield docker.inspect("network", name)
