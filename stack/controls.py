@@ -599,7 +599,7 @@ CONTROLS: tuple[Control, ...] = (
         "Falco alerts on any process in a qcstack container but the image's own service, its "
         "health check and the runtime's init",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack unexpected process\")",
+        f'{_RULES} (rule "qcstack unexpected process")',
         "a shell, package manager, network tool or second interpreter started by code that got "
         "into a container going unnoticed",
         (),
@@ -608,7 +608,7 @@ CONTROLS: tuple[Control, ...] = (
         "DET-02",
         "Falco alerts on writes attempted outside a container's tmpfs or state volume",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack write outside tmpfs\")",
+        f'{_RULES} (rule "qcstack write outside tmpfs")',
         "probing the read-only root filesystem for a place to drop a payload or change "
         "configuration, unnoticed",
         (),
@@ -618,8 +618,8 @@ CONTROLS: tuple[Control, ...] = (
         "Falco alerts on secret files read by any process but their owner, and on reads of "
         "/proc/*/environ",
         "credential-theft",
-        f"{_RULES} (rules \"qcstack secret read by another process\", \"qcstack process "
-        "environment read\")",
+        f'{_RULES} (rules "qcstack secret read by another process", "qcstack process '
+        'environment read")',
         "a second process in a container lifting the QuantConnect token, the gateway's tokens or "
         "brokerage settings from /run/secrets or a process environment",
         (),
@@ -629,8 +629,8 @@ CONTROLS: tuple[Control, ...] = (
         "Falco alerts on connections off the stack's paths: qc-mcp past the proxy, the proxy off "
         "port 443, the gateway off qc-mcp and the collector",
         "ip-leakage",
-        f"{_RULES} (rules \"qcstack qc-mcp connection past the proxy\", \"qcstack proxy "
-        "connection off port 443\", \"qcstack gateway connection off its upstreams\")",
+        f'{_RULES} (rules "qcstack qc-mcp connection past the proxy", "qcstack proxy '
+        'connection off port 443", "qcstack gateway connection off its upstreams")',
         "strategy code or credentials sent, or tried, anywhere but the allow-listed paths",
         (),
     ),
@@ -639,7 +639,7 @@ CONTROLS: tuple[Control, ...] = (
         "Falco alerts on denied syscalls attempted in a container (ptrace, unshare, mount, bpf, "
         "setns...), caught by their failure",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack denied syscall attempted\")",
+        f'{_RULES} (rule "qcstack denied syscall attempted")',
         "container escape and privilege escalation attempts that seccomp stops silently",
         (),
     ),
@@ -647,7 +647,7 @@ CONTROLS: tuple[Control, ...] = (
         "DET-06",
         "Falco alerts on execution from memory (memfd) or from a tmpfs",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack execution from memory or tmpfs\")",
+        f'{_RULES} (rule "qcstack execution from memory or tmpfs")',
         "fileless payloads and binaries dropped into /tmp or /dev/shm being run",
         (),
     ),
@@ -655,7 +655,7 @@ CONTROLS: tuple[Control, ...] = (
         "DET-07",
         "Falco alerts on a new listening socket in a container",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack new listening socket\")",
+        f'{_RULES} (rule "qcstack new listening socket")',
         "a bind shell or covert service opened inside the stack's networks",
         (),
     ),

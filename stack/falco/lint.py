@@ -86,11 +86,18 @@ def lint(inputs: LintInputs = LintInputs()) -> list[Problem]:
         ]
         scenario = inputs.scenarios / f"{rule.slug}.py"
         if not scenario.is_file():
-            problems.append(Problem(f"rule {rule.name!r}", f"no trigger scenario {scenario}"))
+            problems.append(
+                Problem(f"rule {rule.name!r}", f"no trigger scenario {display(scenario)}")
+            )
     problems += list(list_problems(inputs.rules, ruleset))
     problems += list(control_problems(ours))
     problems += list(image_problems(inputs.rules, inputs.compose))
     return problems
+
+
+def display(path: Path) -> str:
+    """The path relative to the repository where it lies inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def condition_problems(
