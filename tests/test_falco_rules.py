@@ -214,6 +214,16 @@ ATTACKS = [
         event("gateway-relay", exec_of("/usr/local/bin/relay", "-to evil:22", "relay"), {}),
     ),
     fires(
+        UNEXPECTED,
+        "DET-01",
+        "the health check binary aimed at another host",
+        event(
+            "gateway",
+            exec_of("/usr/local/bin/healthcheck", "http://203.0.113.7:80/ 200", "runc"),
+            {},
+        ),
+    ),
+    fires(
         WRITE,
         "DET-02",
         "code planted in qc-mcp's /app (EROFS)",
@@ -882,3 +892,27 @@ def test_later_rules_file_overrides_an_earlier_definition(tmp_path: Path) -> Non
     shell["proc.name"] = "sh"
     assert RULES.matches(UNEXPECTED, shell)
     assert not ruleset.matches(UNEXPECTED, shell)
+
+
+def test_later_rules_file_may_append_to_a_list_and_a_macro(tmp_path: Path) -> None:
+    tuning = tmp_path / "tuning.yaml"
+    tuning.write_text(
+        "- list: qcstack_qc_mcp_writable_paths\n"
+        "  items: [/var/cache/qc]\n"
+        "  override: {items: append}\n"
+        "- macro: qcstack_new_listening_socket_tuning\n"
+        "  condition: or fd.sport = 9999\n"
+        "  override: {condition: append}\n"
+    )
+    ruleset = load_rules([STABLE_RULES, OUR_RULES, tuning])
+    assert ruleset.lists["qcstack_qc_mcp_writable_paths"] == ("/tmp", "/var/cache/qc")
+    assert not ruleset.matches(WRITE, event("qc-mcp", open_of("/var/cache/qc/x", True)))
+    assert not ruleset.matches(LISTEN, event("qc-mcp", listen_on(9999), INTRUDER))
+    assert ruleset.matches(LISTEN, event("qc-mcp", listen_on(9998), INTRUDER))
+
+
+def test_changing_an_undefined_item_is_reported(tmp_path: Path) -> None:
+    tuning = tmp_path / "tuning.yaml"
+    tuning.write_text("- macro: nowhere\n  condition: or a\n  override: {condition: append}\n")
+    with pytest.raises(RulesFileError, match="macro 'nowhere' changes one not defined before"):
+        load_rules([STABLE_RULES, OUR_RULES, tuning])
