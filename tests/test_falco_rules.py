@@ -612,6 +612,7 @@ def test_falco_yaml_loads_stable_then_ours_and_posts_json_to_the_responder() -> 
     assert config["plugins"][0]["library_path"] == "libcontainer.so"
     assert config["priority"] == "warning"
     assert config["rule_matching"] == "all"
+    assert config["config_files"] == [], "drop-ins could change the rules or outputs unseen"
 
 
 def test_rules_name_every_rule_of_the_shared_decision() -> None:
