@@ -1,10 +1,11 @@
-"""DET-01, DET-06, DET-07 against the running stack: its own processes, health checks and
-listeners, read from the live containers, match none of qcstack's Falco rules.
+"""DET-01, DET-04, DET-06, DET-07 against the running stack: its own processes, health checks,
+listeners and connections, read from the live containers, match none of qcstack's Falco rules.
 
 No Falco runs here (none can be had on these machines). What Falco would see of each process
-(its executable, arguments, parent, uid) and of each listening socket is read from the host's
-/proc and evaluated with qcstack's evaluator (stack/falco/evaluate.py): a rule that fires on the
-stack's own work would lock the gateway down for nothing.
+(its executable, arguments, parent, uid), of each listening socket and of each outgoing TCP
+connection is read from the host's /proc and evaluated with qcstack's evaluator
+(stack/falco/evaluate.py): a rule that fires on the stack's own work would lock the gateway down
+for nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ from typing import Any
 
 import pytest
 
-from infra_tests.conftest import StackContainers
+from infra_tests.conftest import StackContainers, gateway_calls
 from infra_tests.dockerhost import DockerHost
 from stack.falco.images import compose_repositories
 from stack.falco.lint import COMPOSE_FILE
 from stack.falco.rules import load_rules
+from stack.settings import Settings
 
 RULES = load_rules()
 SERVICES = sorted(compose_repositories(COMPOSE_FILE))
 UNEXPECTED = "qcstack unexpected process"
 MEMORY = "qcstack execution from memory or tmpfs"
 LISTEN = "qcstack new listening socket"
+CONNECTION_RULES = {
+    "qc-mcp": "qcstack qc-mcp connection past the proxy",
+    "gateway": "qcstack gateway connection off its upstreams",
+    "egress-proxy": "qcstack proxy connection off port 443",
+}
 
 # Run on the Docker host as root: Falco's view of every process of the container (by host pid)
 # and the TCP ports its network namespace listens on.
@@ -64,7 +71,27 @@ for table, family in (("tcp", "4"), ("tcp6", "6")):
         local, state, inode = line.split()[1], line.split()[3], line.split()[9]
         if state == "0A" and f"socket:[{inode}]" in owned:
             ports.add((family, int(local.rsplit(":", 1)[1], 16)))
-report(processes=processes, listening=sorted(ports))
+# Its outgoing TCP connections, open or just closed (TIME_WAIT keeps them for a minute): those
+# whose local port is none the namespace listens on.
+def address(text):
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 16 and words[:12] == bytes(10) + b"\\xff\\xff":
+        words = words[12:]  # an IPv4-mapped address: Falco reports it as IPv4
+    return ipaddress.ip_address(words)
+import ipaddress
+rows = []
+for table in ("tcp", "tcp6"):
+    rows += [line.split() for line in open(f"/proc/{pids[0]}/net/{table}").read().splitlines()[1:]]
+local_ports = {int(row[1].rsplit(":", 1)[1], 16) for row in rows if row[3] == "0A"}
+connections = []
+for row in rows:
+    local_port = int(row[1].rsplit(":", 1)[1], 16)
+    if row[3] in ("01", "06") and local_port not in local_ports:
+        remote, port = row[2].rsplit(":", 1)
+        ip = address(remote)
+        connections.append([str(ip.version), str(ip), int(port, 16)])
+report(processes=processes, listening=sorted(ports), connections=connections)
 """
 
 # The health check's executable as Falco names it: its path with symlinks resolved inside the
@@ -79,6 +106,17 @@ for _ in range(8):
     path = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
 report(exepath=path)
 """
+
+
+@pytest.fixture(scope="module")
+def through_the_gateway(
+    docker: DockerHost, settings: Settings, stack_containers: StackContainers
+) -> None:
+    """Tool calls through the relay, the gateway, qc-mcp and the proxy to the API double, so the
+    stack's connections are open, or just closed, when they are read."""
+    image = stack_containers["qc-mcp"].attrs["Image"]
+    data = gateway_calls(docker, settings, image, [("read_account", {}), ("list_projects", {})])
+    assert [call["tool"] for call in data["calls"]] == ["read_account", "list_projects"]
 
 
 def container_fields(container: Any) -> dict[str, object]:
@@ -168,3 +206,32 @@ def test_stacks_own_listeners_are_the_expected_ones(
     assert listeners, f"{service} listens on no port"
     flagged = [e["fd.sport"] for e in listeners if RULES.matches(LISTEN, e)]
     assert flagged == [], f"{service}: {LISTEN!r} fires on the stack's own ports {flagged}"
+
+
+@pytest.mark.control("DET-04", "config")
+@pytest.mark.parametrize("service", sorted(CONNECTION_RULES))
+def test_stacks_own_connections_are_on_the_expected_paths(
+    docker: DockerHost,
+    stack_containers: StackContainers,
+    through_the_gateway: None,
+    service: str,
+) -> None:
+    container, view = live_view(docker, stack_containers, service)
+    main = next(p for p in view["processes"] if p["proc.pname"] == "docker-init")
+    connects = [
+        {
+            **container_fields(container),
+            **main,
+            "evt.type": "connect",
+            "fd.typechar": version,
+            "fd.l4proto": "tcp",
+            "fd.sip": address,
+            "fd.sport": port,
+        }
+        for version, address, port in view["connections"]
+    ]
+    # The calls just made went gateway -> qc-mcp -> proxy -> the API double's port 443.
+    assert connects, f"{service}: no outgoing connection seen after the tool calls"
+    rule = CONNECTION_RULES[service]
+    flagged = [f"{e['fd.sip']}:{e['fd.sport']}" for e in connects if RULES.matches(rule, e)]
+    assert flagged == [], f"{service}: {rule!r} fires on the stack's own connections {flagged}"
