@@ -1,11 +1,11 @@
-"""DET-01, DET-04, DET-06, DET-07 against the running stack: its own processes, health checks,
-listeners and connections, read from the live containers, match none of qcstack's Falco rules.
+"""DET-01..04, DET-06, DET-07 against the running stack: its own processes, health checks, open
+files, listeners and connections, read from the live containers, match none of qcstack's rules.
 
 No Falco runs here (none can be had on these machines). What Falco would see of each process
-(its executable, arguments, parent, uid), of each listening socket and of each outgoing TCP
-connection is read from the host's /proc and evaluated with qcstack's evaluator
-(stack/falco/evaluate.py): a rule that fires on the stack's own work would lock the gateway down
-for nothing.
+(its executable, arguments, parent, uid), of each file it holds open, of each listening socket
+and of each outgoing TCP connection is read from the host's /proc and evaluated with qcstack's
+evaluator (stack/falco/evaluate.py): a rule that fires on the stack's own work would lock the
+gateway down for nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ SERVICES = sorted(compose_repositories(COMPOSE_FILE))
 UNEXPECTED = "qcstack unexpected process"
 MEMORY = "qcstack execution from memory or tmpfs"
 LISTEN = "qcstack new listening socket"
+WRITE = "qcstack write outside tmpfs"
+SECRET_RULES = ("qcstack secret read by another process", "qcstack process environment read")
 CONNECTION_RULES = {
     "qc-mcp": "qcstack qc-mcp connection past the proxy",
     "gateway": "qcstack gateway connection off its upstreams",
@@ -50,7 +52,7 @@ for pid in pids:
     ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
     user = uid(pid)
     processes.append({
-        "proc.name": comm(pid), "proc.exepath": exepath, "proc.exe": argv[0],
+        "proc.pid": pid, "proc.name": comm(pid), "proc.exepath": exepath, "proc.exe": argv[0],
         "proc.args": " ".join(argv[1:]), "proc.cmdline": " ".join([comm(pid), *argv[1:]]),
         "proc.pname": comm(ppid), "user.uid": user,
         "proc.is_exe_from_memfd": exepath.startswith("/memfd:"),
@@ -91,7 +93,19 @@ for row in rows:
         remote, port = row[2].rsplit(":", 1)
         ip = address(remote)
         connections.append([str(ip.version), str(ip), int(port, 16)])
-report(processes=processes, listening=sorted(ports), connections=connections)
+# The files its processes hold open, with the access they were opened for.
+files = []
+for pid in pids:
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            info = open(f"/proc/{pid}/fdinfo/{fd}").read().splitlines()
+        except OSError:
+            continue
+        if target.startswith("/"):
+            flags = int(next(l for l in info if l.startswith("flags:")).split()[1], 8)
+            files.append([pid, target, flags & 3])
+report(processes=processes, listening=sorted(ports), connections=connections, files=files)
 """
 
 # The health check's executable as Falco names it: its path with symlinks resolved inside the
@@ -235,3 +249,45 @@ def test_stacks_own_connections_are_on_the_expected_paths(
     rule = CONNECTION_RULES[service]
     flagged = [f"{e['fd.sip']}:{e['fd.sport']}" for e in connects if RULES.matches(rule, e)]
     assert flagged == [], f"{service}: {rule!r} fires on the stack's own connections {flagged}"
+
+
+def open_events(docker: DockerHost, stack_containers: StackContainers, service: str) -> list[Any]:
+    """An open event for each file the service's processes hold open, by the process holding it."""
+    container, view = live_view(docker, stack_containers, service)
+    by_pid = {process["proc.pid"]: process for process in view["processes"]}
+    return [
+        {
+            **container_fields(container),
+            **by_pid[pid],
+            "evt.type": "openat",
+            "fd.typechar": "f",
+            "fd.num": 3,
+            "fd.name": path,
+            "evt.arg.name": path,
+            "evt.is_open_read": access in (0, 2),
+            "evt.is_open_write": access in (1, 2),
+        }
+        for pid, path, access in view["files"]
+    ]
+
+
+@pytest.mark.control("DET-02", "config")
+@pytest.mark.parametrize("service", SERVICES)
+def test_stacks_own_files_open_for_writing_are_where_it_may_write(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    writes = [e for e in open_events(docker, stack_containers, service) if e["evt.is_open_write"]]
+    assert writes, f"{service}: no file open for writing (every service has /dev/null as stdin)"
+    flagged = [e["fd.name"] for e in writes if RULES.matches(WRITE, e)]
+    assert flagged == [], f"{service}: {WRITE!r} fires on the stack's own {flagged}"
+
+
+@pytest.mark.control("DET-03", "config")
+@pytest.mark.parametrize("service", SERVICES)
+def test_stacks_own_files_open_for_reading_are_no_secret_of_another(
+    docker: DockerHost, stack_containers: StackContainers, service: str
+) -> None:
+    reads = [e for e in open_events(docker, stack_containers, service) if e["evt.is_open_read"]]
+    assert reads, f"{service}: no file open for reading (every service has /dev/null as stdin)"
+    flagged = [(r, e["fd.name"]) for e in reads for r in SECRET_RULES if RULES.matches(r, e)]
+    assert flagged == [], f"{service}: fires on the stack's own {flagged}"
