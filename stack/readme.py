@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stack.controls import CONTROLS, THREATS
+from stack.falco import table
+from stack.falco.rules import load_rules
 from stack.settings import REPO_ROOT
 
 README_PATH = REPO_ROOT / "README.md"
@@ -44,9 +46,6 @@ def with_table(readme: str) -> str:
 
 def with_rules_table(readme: str) -> str:
     """The README text with the generated table of Falco rules between its markers."""
-    from stack.falco import table
-    from stack.falco.rules import load_rules
-
     return between_markers(readme, table.BEGIN, table.END, table.render_rules_table(load_rules()))
 
 
