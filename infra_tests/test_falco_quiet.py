@@ -151,6 +151,20 @@ def live_view(docker: DockerHost, stack_containers: StackContainers, service: st
     return container, result.data
 
 
+def socket_event(
+    container: Any, view: Any, kind: str, family: str, address: str, port: int
+) -> dict[str, object]:
+    """A TCP socket event of the service's main process (the one docker-init started)."""
+    main = next(p for p in view["processes"] if p["proc.pname"] == "docker-init")
+    fields = {"evt.type": kind, "fd.typechar": family, "fd.l4proto": "tcp", "fd.sport": port}
+    return {
+        **container_fields(container),
+        **main,
+        **fields,
+        **({"fd.sip": address} if address else {}),
+    }
+
+
 def exec_events(docker: DockerHost, stack_containers: StackContainers, service: str) -> list[Any]:
     """An execve event for each running process of the service and for its health check."""
     container, view = live_view(docker, stack_containers, service)
@@ -205,16 +219,8 @@ def test_stacks_own_listeners_are_the_expected_ones(
     docker: DockerHost, stack_containers: StackContainers, service: str
 ) -> None:
     container, view = live_view(docker, stack_containers, service)
-    main = next(p for p in view["processes"] if p["proc.pname"] == "docker-init")
     listeners = [
-        {
-            **container_fields(container),
-            **main,
-            "evt.type": "listen",
-            "fd.typechar": family,
-            "fd.l4proto": "tcp",
-            "fd.sport": port,
-        }
+        socket_event(container, view, "listen", family, "", port)
         for family, port in view["listening"]
     ]
     assert listeners, f"{service} listens on no port"
@@ -231,17 +237,8 @@ def test_stacks_own_connections_are_on_the_expected_paths(
     service: str,
 ) -> None:
     container, view = live_view(docker, stack_containers, service)
-    main = next(p for p in view["processes"] if p["proc.pname"] == "docker-init")
     connects = [
-        {
-            **container_fields(container),
-            **main,
-            "evt.type": "connect",
-            "fd.typechar": version,
-            "fd.l4proto": "tcp",
-            "fd.sip": address,
-            "fd.sport": port,
-        }
+        socket_event(container, view, "connect", version, address, port)
         for version, address, port in view["connections"]
     ]
     # The calls just made went gateway -> qc-mcp -> proxy -> the API double's port 443.
