@@ -1,0 +1,13 @@
+"""DET-04 scenario: qc-mcp connects to a canary on the proxy's outside network, past the proxy.
+
+Prevention: NET-02, qc-mcp's networks are internal and have no route there (ENETUNREACH).
+"""
+
+RULE = "qcstack qc-mcp connection past the proxy"
+SERVICE = "qc-mcp"
+RUNS = "container"
+
+if __name__ == "__main__":
+    canary = CONTEXT["canary"]
+    FACTS["connected"] = connect(canary["address"], canary["port"])
+    finish()
