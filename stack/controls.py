@@ -85,6 +85,10 @@ class Control:
     # switches it off. The VM mutation check runs it, then the control's tests, then the
     # deploy, which must switch the control back on.
     disable_on_host: str | None = None
+    # For a control that is a Falco rule (DET): its tests take the rules file (--falco-rules),
+    # so the mutation check switches it off by cutting its rules out of that file
+    # (RuleSet.without_control) instead of changing the stack.
+    falco_rules: bool = False
 
 
 def _cis(*sections: str) -> tuple[str, ...]:
@@ -171,6 +175,67 @@ def _egress_policy() -> dict[str, Any]:
     """An override that gives the proxy another policy.conf than the one settings render."""
     return {"configs": {"egress_policy": {"file": "{mutation_dir}/policy.conf"}}}
 
+
+_RULES = "falco/qcstack_rules.yaml"
+
+
+def _det(control_id: str, title: str, threat: str, rules: str, stops: str) -> Control:
+    """A Falco rule control: enforced by the named rules, switched off by cutting them out."""
+    return Control(control_id, title, threat, f"{_RULES} ({rules})", stops, falco_rules=True)
+
+
+DETECTION_CONTROLS: tuple[Control, ...] = (
+    _det(
+        "DET-01",
+        "Falco: any process in a qcstack container other than its own",
+        "container-compromise",
+        "qcstack unexpected process",
+        "a shell, package manager, tool or second interpreter started by an intruder, unseen",
+    ),
+    _det(
+        "DET-02",
+        "Falco: writes attempted outside a container's tmpfs and volumes",
+        "container-compromise",
+        "qcstack write outside tmpfs",
+        "probing for a writable place to plant code, unseen",
+    ),
+    _det(
+        "DET-03",
+        "Falco: secret files read by a process other than their owner; /proc/*/environ reads",
+        "credential-theft",
+        "qcstack secret read by another process; qcstack process environment read",
+        "an intruder with the server's uid lifting the API token, unseen",
+    ),
+    _det(
+        "DET-04",
+        "Falco: connections off each service's expected paths",
+        "ip-leakage",
+        "qcstack qc-mcp connection past the proxy; qcstack proxy connection off port 443; "
+        "qcstack gateway connection off its upstreams",
+        "exfiltration attempts around the egress proxy, unseen",
+    ),
+    _det(
+        "DET-05",
+        "Falco: denied syscalls attempted (ptrace, unshare, mount, bpf, setns...)",
+        "container-compromise",
+        "qcstack denied syscall attempted",
+        "escape attempts that seccomp stops, going unnoticed",
+    ),
+    _det(
+        "DET-06",
+        "Falco: execution from memory (memfd) or from a tmpfs",
+        "container-compromise",
+        "qcstack execution from memory or tmpfs",
+        "fileless or dropped payloads, unseen",
+    ),
+    _det(
+        "DET-07",
+        "Falco: a new listening socket in a qcstack container",
+        "container-compromise",
+        "qcstack new listening socket",
+        "a bind shell or covert service, unseen",
+    ),
+)
 
 _DEPLOY = "stack/deploy/operations.py"
 
@@ -663,4 +728,5 @@ CONTROLS: tuple[Control, ...] = (
     ),
 )
 
+CONTROLS = CONTROLS + DETECTION_CONTROLS
 CONTROLS_BY_ID = MappingProxyType({control.id: control for control in CONTROLS})

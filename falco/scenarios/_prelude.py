@@ -29,12 +29,24 @@ def this_process():
         argv = [a.decode(errors="replace")[:80] for a in handle.read().split(b"\0") if a]
     with open("/proc/self/comm") as handle:
         name = handle.read().strip()
+    parent = None
+    try:  # a process docker exec started has its parent outside the container: unknown here
+        with open(f"/proc/{os.getppid()}/comm") as handle:
+            parent = handle.read().strip()
+    except OSError:
+        pass
     return {
         "name": name,
         "exepath": os.readlink("/proc/self/exe"),
         "argv": argv[:3],
         "uid": os.getuid(),
+        "pname": parent,
     }
+
+
+def forked_child():
+    """A child of this process before it execs: the same program, with this one as parent."""
+    return {**this_process(), "pname": this_process()["name"]}
 
 
 def attempted(syscall, error=None, process=None, **target):
@@ -57,7 +69,8 @@ def raw_syscall(number, *args):
 
 
 def child_exec(path, argv):
-    """execve(path) in a forked child; returns the errno it failed with, None if it ran."""
+    """execve(path) in a forked child; returns the errno it failed with, None if it ran.
+    Record it with process=forked_child()."""
     pid = os.fork()
     if pid == 0:
         try:

@@ -3,6 +3,7 @@
 Prevention: RUN-05, the seccomp allow-list answers each with EPERM.
 """
 
+CONTROL = "DET-05"
 RULE = "qcstack denied syscall attempted"
 SERVICE = "qc-mcp"
 RUNS = "container"

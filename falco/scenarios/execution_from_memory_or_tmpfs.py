@@ -3,6 +3,7 @@
 Prevention: RUN-02, /tmp is noexec (EACCES); RUN-05, memfd_create is not allowed (EPERM).
 """
 
+CONTROL = "DET-06"
 RULE = "qcstack execution from memory or tmpfs"
 SERVICE = "qc-mcp"
 RUNS = "container"
@@ -14,7 +15,8 @@ if __name__ == "__main__":
     shutil.copyfile("/usr/bin/python3", dropped)
     os.chmod(dropped, 0o755)
     try:
-        attempted("execve", child_exec(dropped, [dropped, "-c", "pass"]), path=dropped)
+        error = child_exec(dropped, [dropped, "-c", "pass"])
+        attempted("execve", error, process=forked_child(), path=dropped)
     finally:
         os.unlink(dropped)
     try:
@@ -23,7 +25,10 @@ if __name__ == "__main__":
         with open("/usr/bin/python3", "rb") as source:
             os.write(memory, source.read())
         path = f"/proc/self/fd/{memory}"
-        attempted("execve", child_exec(path, [path, "-c", "pass"]), path=path, memfd=True)
+        error = child_exec(path, [path, "-c", "pass"])
+        attempted(
+            "execve", error, process=forked_child(), path=path, memfd=True, exepath="memfd:payload"
+        )
     except OSError as error:
         attempted("memfd_create", error.errno, path="payload")
     finish()

@@ -3,6 +3,7 @@
 Prevention: NET-02, the gateway's networks are internal and have no route there (ENETUNREACH).
 """
 
+CONTROL = "DET-04"
 RULE = "qcstack gateway connection off its upstreams"
 SERVICE = "gateway"
 RUNS = "container"

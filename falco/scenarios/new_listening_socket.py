@@ -5,6 +5,7 @@ holds is that nothing outside the stack can reach it: qc-mcp publishes no port (
 networks are internal (NET-02).
 """
 
+CONTROL = "DET-07"
 RULE = "qcstack new listening socket"
 SERVICE = "qc-mcp"
 RUNS = "container"

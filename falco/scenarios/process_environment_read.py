@@ -5,6 +5,7 @@ no credential (SEC-01: the token comes from a file). The scenario reports the si
 whether any QUANTCONNECT_* variable is set, never the values.
 """
 
+CONTROL = "DET-03"
 RULE = "qcstack process environment read"
 SERVICE = "qc-mcp"
 RUNS = "container"

@@ -6,6 +6,7 @@ allow-list refuses with 403 before it connects, so in the hardened stack Falco s
 at all; the attempt is marked "made": false and carries squid's answer.
 """
 
+CONTROL = "DET-04"
 RULE = "qcstack proxy connection off port 443"
 SERVICE = "egress-proxy"
 RUNS = "host"

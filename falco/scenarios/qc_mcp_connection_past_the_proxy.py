@@ -3,6 +3,7 @@
 Prevention: NET-02, qc-mcp's networks are internal and have no route there (ENETUNREACH).
 """
 
+CONTROL = "DET-04"
 RULE = "qcstack qc-mcp connection past the proxy"
 SERVICE = "qc-mcp"
 RUNS = "container"

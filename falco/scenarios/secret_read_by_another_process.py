@@ -5,6 +5,7 @@ with that uid may read it. The scenario reports the file's mode and owner and th
 never a byte of the content.
 """
 
+CONTROL = "DET-03"
 RULE = "qcstack secret read by another process"
 SERVICE = "qc-mcp"
 RUNS = "container"

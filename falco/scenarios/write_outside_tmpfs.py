@@ -3,6 +3,7 @@
 Prevention: RUN-01, the root filesystem is read-only (EROFS).
 """
 
+CONTROL = "DET-02"
 RULE = "qcstack write outside tmpfs"
 SERVICE = "qc-mcp"
 RUNS = "container"

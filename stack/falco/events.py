@@ -2,10 +2,11 @@
 
 A scenario reports what it really did (stack/falco/scenarios.py, falco/scenarios/_prelude.py);
 this turns each attempt into the exit event of its syscall as libsinsp renders it, so a rule's
-condition can be evaluated on it (RuleSet.matches). What Falco leaves out, this leaves out: a
-failed open or exec has no fd.* fields (no descriptor was made) and keeps the caller's proc.*
-fields (no new program started); the attempted path is then only in the event's arguments
-(evt.arg.name for opens, evt.arg.filename for execve) and fs.path.name.
+condition can be evaluated on it (RuleSet.matches). What Falco leaves out, this leaves out. A
+failed exec keeps the caller's proc.* fields (no new program started; the attempted path is in
+evt.arg.filename). A failed open made no descriptor: libsinsp's fd filter check then takes
+fd.name, fd.directory, fd.filename and fd.typechar from the open's own arguments
+(sinsp_filter_check_fd::extract_from_null_fd) and has no fd.num or fd.type.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _process_fields(process: Mapping[str, Any]) -> dict[str, object]:
     argv = [str(a) for a in process.get("argv") or [process["exepath"]]]
     args = " ".join(argv[1:])
     name = str(process["name"])
-    return {
+    fields: dict[str, object] = {
         "proc.name": name,
         "proc.exepath": str(process["exepath"]),
         "proc.exe": argv[0],
@@ -83,6 +84,9 @@ def _process_fields(process: Mapping[str, Any]) -> dict[str, object]:
         "proc.cmdline": f"{name} {args}".strip(),
         "user.uid": process["uid"],
     }
+    if process.get("pname"):
+        fields["proc.pname"] = str(process["pname"])
+    return fields
 
 
 def _open_fields(attempt: Mapping[str, Any], succeeded: bool) -> dict[str, object]:
@@ -94,17 +98,16 @@ def _open_fields(attempt: Mapping[str, Any], succeeded: bool) -> dict[str, objec
         "evt.is_open_write": bool({"O_WRONLY", "O_RDWR"} & set(flags)),
         "evt.is_open_read": bool({"O_RDONLY", "O_RDWR"} & set(flags)),
     }
+    fields.update(
+        {
+            "fd.name": path,
+            "fd.directory": posixpath.dirname(path),
+            "fd.filename": posixpath.basename(path),
+            "fd.typechar": "f",
+        }
+    )
     if succeeded:
-        fields.update(
-            {
-                "fd.num": 3,
-                "fd.name": path,
-                "fd.directory": posixpath.dirname(path),
-                "fd.filename": posixpath.basename(path),
-                "fd.typechar": "f",
-                "fd.type": "file",
-            }
-        )
+        fields.update({"fd.num": 3, "fd.type": "file"})
     return fields
 
 
@@ -116,7 +119,7 @@ def _exec_fields(attempt: Mapping[str, Any], succeeded: bool) -> dict[str, objec
         fields.update(
             {
                 "proc.name": posixpath.basename(path)[:COMM_LENGTH],
-                "proc.exepath": path,
+                "proc.exepath": str(attempt.get("exepath", path)),
                 "proc.exe": path,
                 "proc.pname": str(caller["name"]),
                 "proc.is_exe_from_memfd": bool(attempt.get("memfd")),

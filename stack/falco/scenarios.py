@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from stack.falco.rules import slug as rule_slug
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "falco" / "scenarios"
 PRELUDE = "_prelude.py"
@@ -14,17 +15,12 @@ RUNS = ("container", "host")
 for a service with no interpreter (it reaches the container with `docker exec`)."""
 
 
-def rule_slug(rule: str) -> str:
-    """A rule's scenario name: the name without "qcstack ", lower-case, each run of other
-    characters than letters and digits made one "_"."""
-    return re.sub(r"[^a-z0-9]+", "_", rule.removeprefix("qcstack ").lower()).strip("_")
-
-
 @dataclass(frozen=True)
 class Scenario:
     """One trigger scenario: the rule it triggers, the service it acts in, and its script."""
 
     slug: str
+    control: str
     rule: str
     service: str
     runs: str
@@ -49,10 +45,10 @@ def _constants(path: Path) -> dict[str, str]:
 
 
 def read_scenario(path: Path) -> Scenario:
-    """Reads one scenario's RULE, SERVICE and RUNS; refuses a file that lacks one or whose name
-    is not its rule's slug."""
+    """Reads one scenario's CONTROL, RULE, SERVICE and RUNS; refuses a file that lacks one or
+    whose name is not its rule's slug."""
     constants = _constants(path)
-    missing = [name for name in ("RULE", "SERVICE", "RUNS") if name not in constants]
+    missing = [name for name in ("CONTROL", "RULE", "SERVICE", "RUNS") if name not in constants]
     if missing:
         raise ValueError(f"{path}: set {', '.join(missing)} (module-level strings)")
     rule, runs = constants["RULE"], constants["RUNS"]
@@ -60,7 +56,7 @@ def read_scenario(path: Path) -> Scenario:
         raise ValueError(f"{path}: RUNS is {runs!r}; use one of {', '.join(RUNS)}")
     if path.stem != rule_slug(rule):
         raise ValueError(f"{path}: the scenario of {rule!r} must be named {rule_slug(rule)}.py")
-    return Scenario(path.stem, rule, constants["SERVICE"], runs, path)
+    return Scenario(path.stem, constants["CONTROL"], rule, constants["SERVICE"], runs, path)
 
 
 def load_scenarios(folder: Path = SCENARIOS_DIR) -> list[Scenario]:
