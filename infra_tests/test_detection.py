@@ -18,6 +18,7 @@ import pytest
 from infra_tests.conftest import Canary, StackContainers
 from infra_tests.dockerhost import DockerHost
 from infra_tests.scenarios import SCENARIOS, ScenarioRun, run_scenario
+from stack.falco.events import image_repository
 from stack.falco.images import ALL_IMAGES, list_name
 from stack.falco.rules import RuleSet
 from stack.falco.scenarios import Scenario
@@ -66,7 +67,7 @@ def per_rule() -> list[Any]:
 
 
 def repository(containers: StackContainers, service: str) -> str:
-    return str(containers[service].attrs["Config"]["Image"]).rsplit(":", 1)[0]
+    return image_repository(str(containers[service].attrs["Config"]["Image"]))
 
 
 @pytest.mark.parametrize("scenario", per_rule())
@@ -97,7 +98,7 @@ def test_rule_is_keyed_on_the_running_stacks_image_repositories(
 @pytest.mark.parametrize("slug", sorted(SCENARIOS))
 def test_every_scenario_has_its_behaviour_test(slug: str) -> None:
     # The behaviour tests below are one per attack, by name; none may be forgotten.
-    assert f'run("{slug}")' in Path(__file__).read_text(), f"no behaviour test runs {slug}"
+    assert f'"{slug}"' in Path(__file__).read_text(), f"no behaviour test runs {slug}"
 
 
 def test_every_qcstack_rule_has_a_scenario(falco_rules: RuleSet) -> None:
@@ -165,20 +166,14 @@ def test_server_environment_read_is_detected_and_holds_no_credential(
 
 
 @pytest.mark.control("DET-04", "behaviour")
-def test_qc_mcp_connection_around_the_proxy_is_prevented_and_detected(
-    run: Run, falco_rules: RuleSet
+@pytest.mark.parametrize(
+    "slug", ["qc_mcp_connection_past_the_proxy", "gateway_connection_off_its_upstreams"]
+)
+def test_connection_around_the_proxy_is_prevented_and_detected(
+    run: Run, falco_rules: RuleSet, slug: str
 ) -> None:
-    result = run("qc_mcp_connection_past_the_proxy")
-    assert result.report["connected"] is False  # NET-02
-    assert set(result.results().values()) <= set(NO_ROUTE), result.results()
-    detected(falco_rules, result)
-
-
-@pytest.mark.control("DET-04", "behaviour")
-def test_gateway_connection_outside_is_prevented_and_detected(
-    run: Run, falco_rules: RuleSet
-) -> None:
-    result = run("gateway_connection_off_its_upstreams")
+    # qc-mcp past the proxy; the gateway, which holds the brokerage secrets, anywhere outside.
+    result = run(slug)
     assert result.report["connected"] is False  # NET-02
     assert set(result.results().values()) <= set(NO_ROUTE), result.results()
     detected(falco_rules, result)

@@ -185,32 +185,40 @@ def mutation_project(settings: Settings, control: Control) -> ComposeProject:
     return test_project(settings, mutant_project_name(settings), (override,))
 
 
+def run_control_tests(
+    settings: Settings, project: str, control: Control, *options: str
+) -> MutationResult:
+    """Runs the infra suites' tests of `control` against `project`; counts the red ones."""
+    report = settings.build_dir / "mutations" / f"{control.id}.json"
+    report.unlink(missing_ok=True)
+    run(
+        pytest_command(
+            settings,
+            project,
+            "-q",
+            "--no-header",
+            *options,
+            f"--control={control.id}",
+            f"--control-report={report}",
+            str(settings.repo_root / "infra_tests"),
+        ),
+        check=False,
+        # Red tests are the point here; their output would read as a failed run.
+        capture=True,
+    )
+    red, total = read_report(report, control.id)
+    return MutationResult(control.id, red, total)
+
+
 def check_control(settings: Settings, control: Control, base: str) -> MutationResult:
     """Runs the control's tests against a stack with the control switched off."""
     project = mutation_project(settings, control)
-    report = settings.build_dir / "mutations" / f"{control.id}.json"
-    report.unlink(missing_ok=True)
     try:
         if control.weaken_image is not None:
             build_weakened_image(control, settings, base)
         project.down(remove_volumes=True)
         project.up()
-        run(
-            pytest_command(
-                settings,
-                project.name,
-                "-q",
-                "--no-header",
-                f"--control={control.id}",
-                f"--control-report={report}",
-                str(settings.repo_root / "infra_tests"),
-            ),
-            check=False,
-            # Red tests are the point here; their output would read as a failed run.
-            capture=True,
-        )
-        red, total = read_report(report, control.id)
-        return MutationResult(control.id, red, total)
+        return run_control_tests(settings, project.name, control)
     except CommandError as error:
         return MutationResult(control.id, {}, {}, str(error).splitlines()[0])
     finally:
@@ -236,29 +244,14 @@ def check_rules_controls(settings: Settings, controls: list[Control]) -> list[Mu
         project.down(remove_volumes=True)
         project.up()
         for control in controls:
-            report = settings.build_dir / "mutations" / f"{control.id}.json"
-            report.unlink(missing_ok=True)
             try:
                 mutant = write_rules_mutant(settings, control, rules)
             except (KeyError, ValueError) as error:
                 results.append(MutationResult(control.id, {}, {}, str(error)))
                 continue
-            run(
-                pytest_command(
-                    settings,
-                    project.name,
-                    "-q",
-                    "--no-header",
-                    f"--falco-rules={mutant}",
-                    f"--control={control.id}",
-                    f"--control-report={report}",
-                    str(settings.repo_root / "infra_tests"),
-                ),
-                check=False,
-                capture=True,  # red tests are the point here
+            results.append(
+                run_control_tests(settings, project.name, control, f"--falco-rules={mutant}")
             )
-            red, total = read_report(report, control.id)
-            results.append(MutationResult(control.id, red, total))
     except CommandError as error:
         done = {result.control for result in results}
         reason = str(error).splitlines()[0]
