@@ -238,6 +238,7 @@ DETECTION_CONTROLS: tuple[Control, ...] = (
 )
 
 _DEPLOY = "stack/deploy/operations.py"
+_RULES = "falco/qcstack_rules.yaml"
 
 CONTROLS: tuple[Control, ...] = (
     Control(
@@ -653,6 +654,75 @@ CONTROLS: tuple[Control, ...] = (
         (),
         # An ordinary bridge with an address on the host: a route out for the collector.
         disable={"networks": {"telemetry": {"internal": False, "driver_opts": RESET}}},
+    ),
+    # DET: Falco's runtime rules (falco/qcstack_rules.yaml), the second line behind the
+    # prevention controls above: they see what gets past, or what is attempted. No compose
+    # override switches them off; the mutation check removes a control's rules from the file
+    # (stack.falco.rules.RuleSet.without_control) and expects its scenario tests to go red.
+    Control(
+        "DET-01",
+        "Falco alerts on any process in a qcstack container but the image's own service, its "
+        "health check and the runtime's init",
+        "container-compromise",
+        f"{_RULES} (rule \"qcstack unexpected process\")",
+        "a shell, package manager, network tool or second interpreter started by code that got "
+        "into a container going unnoticed",
+        (),
+    ),
+    Control(
+        "DET-02",
+        "Falco alerts on writes attempted outside a container's tmpfs or state volume",
+        "container-compromise",
+        f"{_RULES} (rule \"qcstack write outside tmpfs\")",
+        "probing the read-only root filesystem for a place to drop a payload or change "
+        "configuration, unnoticed",
+        (),
+    ),
+    Control(
+        "DET-03",
+        "Falco alerts on secret files read by any process but their owner, and on reads of "
+        "/proc/*/environ",
+        "credential-theft",
+        f"{_RULES} (rules \"qcstack secret read by another process\", \"qcstack process "
+        "environment read\")",
+        "a second process in a container lifting the QuantConnect token, the gateway's tokens or "
+        "brokerage settings from /run/secrets or a process environment",
+        (),
+    ),
+    Control(
+        "DET-04",
+        "Falco alerts on connections off the stack's paths: qc-mcp past the proxy, the proxy off "
+        "port 443, the gateway off qc-mcp and the collector",
+        "ip-leakage",
+        f"{_RULES} (rules \"qcstack qc-mcp connection past the proxy\", \"qcstack proxy "
+        "connection off port 443\", \"qcstack gateway connection off its upstreams\")",
+        "strategy code or credentials sent, or tried, anywhere but the allow-listed paths",
+        (),
+    ),
+    Control(
+        "DET-05",
+        "Falco alerts on denied syscalls attempted in a container (ptrace, unshare, mount, bpf, "
+        "setns...), caught by their failure",
+        "container-compromise",
+        f"{_RULES} (rule \"qcstack denied syscall attempted\")",
+        "container escape and privilege escalation attempts that seccomp stops silently",
+        (),
+    ),
+    Control(
+        "DET-06",
+        "Falco alerts on execution from memory (memfd) or from a tmpfs",
+        "container-compromise",
+        f"{_RULES} (rule \"qcstack execution from memory or tmpfs\")",
+        "fileless payloads and binaries dropped into /tmp or /dev/shm being run",
+        (),
+    ),
+    Control(
+        "DET-07",
+        "Falco alerts on a new listening socket in a container",
+        "container-compromise",
+        f"{_RULES} (rule \"qcstack new listening socket\")",
+        "a bind shell or covert service opened inside the stack's networks",
+        (),
     ),
     Control(
         "HOST-01",

@@ -78,8 +78,26 @@ class Evaluator:
         return compare(check.field.name, check.operator, value, operand.text)
 
 
+# Falco's filter-only fields, derived from the fields an event carries: fd.snet is the server
+# address's network, fd.ip either end's address, fd.port either end's port.
+DERIVED_FIELDS: dict[str, tuple[str, ...]] = {
+    "fd.snet": ("fd.sip",),
+    "fd.cnet": ("fd.cip",),
+    "fd.lnet": ("fd.lip",),
+    "fd.rnet": ("fd.rip",),
+    "fd.net": ("fd.cip", "fd.sip"),
+    "fd.ip": ("fd.cip", "fd.sip"),
+    "fd.port": ("fd.cport", "fd.sport"),
+}
+
+
 def field_value(field: Field, event: Mapping[str, object]) -> object:
     value = event.get(field.key)
+    if value is None and field.key in DERIVED_FIELDS:
+        found = [
+            event[source] for source in DERIVED_FIELDS[field.key] if event.get(source) is not None
+        ]
+        value = found[0] if len(found) == 1 else (tuple(found) or None)
     for transformer in reversed(field.transformers):
         if value is None:
             return None

@@ -1,0 +1,45 @@
+"""The Falco fields qcstack's rules may use (falco/fields.txt), and the fields a rule does use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from stack.falco.condition import And, Check, Field, Node, Not, Or
+from stack.settings import REPO_ROOT
+
+FIELDS_FILE = REPO_ROOT / "falco" / "fields.txt"
+_OUTPUT_FIELD = re.compile(r"%([A-Za-z_][A-Za-z0-9_.]*)(?:\[[^\]]*\])?")
+
+
+def load_fields(path: Path = FIELDS_FILE) -> frozenset[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def is_known(name: str, known: frozenset[str]) -> bool:
+    """Known as listed, or under a listed `prefix.*` (evt.arg.* stands for any argument)."""
+    if name in known:
+        return True
+    return any(entry.endswith(".*") and name.startswith(entry[:-1]) for entry in known)
+
+
+def condition_fields(node: Node) -> Iterator[str]:
+    """The field names a parsed condition compares (macros not expanded)."""
+    match node:
+        case And(operands) | Or(operands):
+            for operand in operands:
+                yield from condition_fields(operand)
+        case Not(operand):
+            yield from condition_fields(operand)
+        case Check(field, _, operand):
+            yield field.name
+            if isinstance(operand, Field):
+                yield operand.name
+
+
+def output_fields(output: str) -> Iterator[str]:
+    """The field names an output string prints (`%proc.aname[2]` -> proc.aname)."""
+    for match in _OUTPUT_FIELD.finditer(output):
+        yield match.group(1)
