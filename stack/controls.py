@@ -176,67 +176,6 @@ def _egress_policy() -> dict[str, Any]:
     return {"configs": {"egress_policy": {"file": "{mutation_dir}/policy.conf"}}}
 
 
-_RULES = "falco/qcstack_rules.yaml"
-
-
-def _det(control_id: str, title: str, threat: str, rules: str, stops: str) -> Control:
-    """A Falco rule control: enforced by the named rules, switched off by cutting them out."""
-    return Control(control_id, title, threat, f"{_RULES} ({rules})", stops, falco_rules=True)
-
-
-DETECTION_CONTROLS: tuple[Control, ...] = (
-    _det(
-        "DET-01",
-        "Falco: any process in a qcstack container other than its own",
-        "container-compromise",
-        "qcstack unexpected process",
-        "a shell, package manager, tool or second interpreter started by an intruder, unseen",
-    ),
-    _det(
-        "DET-02",
-        "Falco: writes attempted outside a container's tmpfs and volumes",
-        "container-compromise",
-        "qcstack write outside tmpfs",
-        "probing for a writable place to plant code, unseen",
-    ),
-    _det(
-        "DET-03",
-        "Falco: secret files read by a process other than their owner; /proc/*/environ reads",
-        "credential-theft",
-        "qcstack secret read by another process; qcstack process environment read",
-        "an intruder with the server's uid lifting the API token, unseen",
-    ),
-    _det(
-        "DET-04",
-        "Falco: connections off each service's expected paths",
-        "ip-leakage",
-        "qcstack qc-mcp connection past the proxy; qcstack proxy connection off port 443; "
-        "qcstack gateway connection off its upstreams",
-        "exfiltration attempts around the egress proxy, unseen",
-    ),
-    _det(
-        "DET-05",
-        "Falco: denied syscalls attempted (ptrace, unshare, mount, bpf, setns...)",
-        "container-compromise",
-        "qcstack denied syscall attempted",
-        "escape attempts that seccomp stops, going unnoticed",
-    ),
-    _det(
-        "DET-06",
-        "Falco: execution from memory (memfd) or from a tmpfs",
-        "container-compromise",
-        "qcstack execution from memory or tmpfs",
-        "fileless or dropped payloads, unseen",
-    ),
-    _det(
-        "DET-07",
-        "Falco: a new listening socket in a qcstack container",
-        "container-compromise",
-        "qcstack new listening socket",
-        "a bind shell or covert service, unseen",
-    ),
-)
-
 _DEPLOY = "stack/deploy/operations.py"
 _RULES = "falco/qcstack_rules.yaml"
 
@@ -664,65 +603,72 @@ CONTROLS: tuple[Control, ...] = (
         "Falco alerts on any process in a qcstack container but the image's own service, its "
         "health check and the runtime's init",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack unexpected process\")",
+        f'{_RULES} (rule "qcstack unexpected process")',
         "a shell, package manager, network tool or second interpreter started by code that got "
         "into a container going unnoticed",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-02",
         "Falco alerts on writes attempted outside a container's tmpfs or state volume",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack write outside tmpfs\")",
+        f'{_RULES} (rule "qcstack write outside tmpfs")',
         "probing the read-only root filesystem for a place to drop a payload or change "
         "configuration, unnoticed",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-03",
         "Falco alerts on secret files read by any process but their owner, and on reads of "
         "/proc/*/environ",
         "credential-theft",
-        f"{_RULES} (rules \"qcstack secret read by another process\", \"qcstack process "
-        "environment read\")",
+        f'{_RULES} (rules "qcstack secret read by another process", "qcstack process '
+        'environment read")',
         "a second process in a container lifting the QuantConnect token, the gateway's tokens or "
         "brokerage settings from /run/secrets or a process environment",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-04",
         "Falco alerts on connections off the stack's paths: qc-mcp past the proxy, the proxy off "
         "port 443, the gateway off qc-mcp and the collector",
         "ip-leakage",
-        f"{_RULES} (rules \"qcstack qc-mcp connection past the proxy\", \"qcstack proxy "
-        "connection off port 443\", \"qcstack gateway connection off its upstreams\")",
+        f'{_RULES} (rules "qcstack qc-mcp connection past the proxy", "qcstack proxy '
+        'connection off port 443", "qcstack gateway connection off its upstreams")',
         "strategy code or credentials sent, or tried, anywhere but the allow-listed paths",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-05",
         "Falco alerts on denied syscalls attempted in a container (ptrace, unshare, mount, bpf, "
         "setns...), caught by their failure",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack denied syscall attempted\")",
+        f'{_RULES} (rule "qcstack denied syscall attempted")',
         "container escape and privilege escalation attempts that seccomp stops silently",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-06",
         "Falco alerts on execution from memory (memfd) or from a tmpfs",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack execution from memory or tmpfs\")",
+        f'{_RULES} (rule "qcstack execution from memory or tmpfs")',
         "fileless payloads and binaries dropped into /tmp or /dev/shm being run",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-07",
         "Falco alerts on a new listening socket in a container",
         "container-compromise",
-        f"{_RULES} (rule \"qcstack new listening socket\")",
+        f'{_RULES} (rule "qcstack new listening socket")',
         "a bind shell or covert service opened inside the stack's networks",
         (),
+        falco_rules=True,
     ),
     Control(
         "HOST-01",
@@ -798,5 +744,4 @@ CONTROLS: tuple[Control, ...] = (
     ),
 )
 
-CONTROLS = CONTROLS + DETECTION_CONTROLS
 CONTROLS_BY_ID = MappingProxyType({control.id: control for control in CONTROLS})
