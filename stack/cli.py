@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from stack.compose import ComposeProject
+from stack.falco.cli import add_falco_commands
 from stack.process import CommandError, run, step
 from stack.settings import Settings
 from stack.suites import prepare_test_secrets, pytest_command, remove_test_stacks, test_project
@@ -543,6 +544,7 @@ def parser() -> argparse.ArgumentParser:
     traces.add_argument("--trace", metavar="ID", help="only this trace (32 hex digits)")
     traces.set_defaults(handler=cmd_traces)
     add_seccomp_commands(commands)
+    add_falco_commands(commands)
     add_admin_commands(commands)
     deploy = commands.add_parser(
         "deploy", help="deploy the stack to Debian 12 hosts over SSH with pyinfra"

@@ -1,4 +1,4 @@
-"""Generates the README's threat-model table from the control registry."""
+"""Generates the README's tables: the threat model from the control registry, the Falco rules."""
 
 from __future__ import annotations
 
@@ -29,17 +29,30 @@ def render_table() -> str:
     return "\n".join(lines)
 
 
+def between_markers(text: str, begin: str, end: str, body: str) -> str:
+    """The text with `body` between its markers, in place of what was there."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"README.md lacks the markers {begin!r} ... {end!r}")
+    return text[: start + len(begin)] + "\n" + body + "\n" + text[stop:]
+
+
 def with_table(readme: str) -> str:
-    """The README text with the generated table between its markers."""
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
-    return readme[: start + len(BEGIN)] + "\n" + render_table() + "\n" + readme[end:]
+    """The README text with the generated threat-model table between its markers."""
+    return between_markers(readme, BEGIN, END, render_table())
+
+
+def with_rules_table(readme: str) -> str:
+    """The README text with the generated table of Falco rules between its markers."""
+    from stack.falco import table
+    from stack.falco.rules import load_rules
+
+    return between_markers(readme, table.BEGIN, table.END, table.render_rules_table(load_rules()))
 
 
 def update_readme(path: Path) -> bool:
     current = path.read_text(encoding="utf-8")
-    updated = with_table(current)
+    updated = with_rules_table(with_table(current))
     if updated != current:
         path.write_text(updated, encoding="utf-8")
     return updated != current

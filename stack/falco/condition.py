@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 UNARY_OPERATORS = ("exists",)
@@ -94,6 +95,17 @@ class Or:
 
 
 Node = Check | MacroRef | Not | And | Or
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """The node and every node beneath it, parents first."""
+    yield node
+    match node:
+        case And(operands) | Or(operands):
+            for operand in operands:
+                yield from walk(operand)
+        case Not(operand):
+            yield from walk(operand)
 
 
 def parse(condition: str) -> Node:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from stack.falco.condition import And, Check, Field, Node, Not, Or
+from stack.falco.condition import Check, Field, Node, walk
 from stack.settings import REPO_ROOT
 
 FIELDS_FILE = REPO_ROOT / "falco" / "fields.txt"
@@ -27,16 +27,11 @@ def is_known(name: str, known: frozenset[str]) -> bool:
 
 def condition_fields(node: Node) -> Iterator[str]:
     """The field names a parsed condition compares (macros not expanded)."""
-    match node:
-        case And(operands) | Or(operands):
-            for operand in operands:
-                yield from condition_fields(operand)
-        case Not(operand):
-            yield from condition_fields(operand)
-        case Check(field, _, operand):
-            yield field.name
-            if isinstance(operand, Field):
-                yield operand.name
+    for check in walk(node):
+        if isinstance(check, Check):
+            yield check.field.name
+            if isinstance(check.operand, Field):
+                yield check.operand.name
 
 
 def output_fields(output: str) -> Iterator[str]:

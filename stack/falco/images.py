@@ -52,7 +52,12 @@ def render_block(repositories: dict[str, str], rules_text: str) -> str:
             "  items: []",
             "",
         ]
-    lines += [f"- list: {ALL_IMAGES}", f"  items: [{', '.join(sorted(names))}]", END]
+    lines += [
+        f"- list: {ALL_IMAGES}",
+        "  items:",
+        *(f"    - {name}" for name in sorted(names)),
+        END,
+    ]
     return "\n".join(lines)
 
 

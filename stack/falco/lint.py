@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from stack.controls import CONTROLS, CONTROLS_BY_ID
-from stack.falco.condition import And, Check, ConditionError, MacroRef, Node, Not, Or
+from stack.falco.condition import And, Check, ConditionError, MacroRef, Node, Not, walk
 from stack.falco.fields import FIELDS_FILE, condition_fields, is_known, load_fields, output_fields
 from stack.falco.images import compose_repositories, with_image_lists
 from stack.falco.rules import (
@@ -86,11 +86,18 @@ def lint(inputs: LintInputs = LintInputs()) -> list[Problem]:
         ]
         scenario = inputs.scenarios / f"{rule.slug}.py"
         if not scenario.is_file():
-            problems.append(Problem(f"rule {rule.name!r}", f"no trigger scenario {scenario}"))
+            problems.append(
+                Problem(f"rule {rule.name!r}", f"no trigger scenario {display(scenario)}")
+            )
     problems += list(list_problems(inputs.rules, ruleset))
     problems += list(control_problems(ours))
     problems += list(image_problems(inputs.rules, inputs.compose))
     return problems
+
+
+def display(path: Path) -> str:
+    """The path relative to the repository where it lies inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def condition_problems(
@@ -119,27 +126,16 @@ def condition_problems(
 
 
 def macro_refs(node: Node) -> Iterator[str]:
-    match node:
-        case And(operands) | Or(operands):
-            for operand in operands:
-                yield from macro_refs(operand)
-        case Not(operand):
-            yield from macro_refs(operand)
-        case MacroRef(name):
-            yield name
+    yield from (found.name for found in walk(node) if isinstance(found, MacroRef))
 
 
 def list_refs(node: Node) -> Iterator[str]:
-    match node:
-        case And(operands) | Or(operands):
-            for operand in operands:
-                yield from list_refs(operand)
-        case Not(operand):
-            yield from list_refs(operand)
-        case Check(_, _, tuple() as items):
-            yield from (
-                item.text for item in items if not item.quoted and _LIST_NAME.match(item.text)
-            )
+    """Unquoted list items shaped like list names (Falco expands them when the list exists)."""
+    for found in walk(node):
+        if isinstance(found, Check) and isinstance(found.operand, tuple):
+            for item in found.operand:
+                if not item.quoted and _LIST_NAME.match(item.text):
+                    yield item.text
 
 
 def rule_problems(rule: Rule, ruleset: RuleSet) -> Iterator[str]:

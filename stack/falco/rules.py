@@ -116,24 +116,57 @@ def slug(rule_name: str) -> str:
 
 
 def load_rules(paths: Iterable[Path] = DEFAULT_PATHS) -> RuleSet:
-    """The rule set of these files in Falco's load order (later files may override)."""
-    rules: dict[str, Rule] = {}
-    macros: dict[str, Macro] = {}
-    lists: dict[str, tuple[str, ...]] = {}
+    """The rule set of these files in Falco's load order: a later definition replaces an earlier
+    one, and an item with `override:` (or the older `append: true`) changes the earlier one."""
+    raw: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
     texts: dict[Path, str] = {}
     for path in paths:
         text = path.read_text(encoding="utf-8")
         texts[path] = text
         for item in read_items(path, text):
-            if "rule" in item:
-                rules[item["rule"]] = rule_from(path, item)
-            elif "macro" in item:
-                macros[item["macro"]] = Macro(item["macro"], require(path, item, "condition"), path)
-            elif "list" in item:
-                lists[item["list"]] = expand_list(path, item, lists)
+            kind = next((k for k in ("rule", "macro", "list") if k in item), None)
+            if kind is None:
+                continue
+            key = (kind, str(item[kind]))
+            if "override" in item or item.get("append"):
+                if key not in raw:
+                    raise RulesFileError(
+                        f"{path}: {kind} {key[1]!r} changes one not defined before"
+                    )
+                origin, earlier = raw[key]
+                raw[key] = (origin, merged(earlier, item))
+            else:
+                raw[key] = (path, item)
+    rules: dict[str, Rule] = {}
+    macros: dict[str, Macro] = {}
+    lists: dict[str, tuple[str, ...]] = {}
+    for (what, name), (path, item) in raw.items():
+        if what == "rule":
+            rules[name] = rule_from(path, item)
+        elif what == "macro":
+            macros[name] = Macro(name, require(path, item, "condition"), path)
+        else:
+            lists[name] = expand_list(path, item, lists)
     return RuleSet(
         MappingProxyType(rules), MappingProxyType(macros), MappingProxyType(lists), texts
     )
+
+
+def merged(earlier: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """An item changed as Falco changes it: each key appended to or replaced."""
+    modes = change.get("override") or {}
+    result = dict(earlier)
+    for key, value in change.items():
+        if key in ("rule", "macro", "list", "override", "append"):
+            continue
+        mode = modes.get(key, "append" if change.get("append") else "replace")
+        if mode == "append" and isinstance(value, list):
+            result[key] = [*(result.get(key) or ()), *value]
+        elif mode == "append":
+            result[key] = f"{result.get(key, '')} {value}"
+        else:
+            result[key] = value
+    return result
 
 
 def read_items(path: Path, text: str) -> list[dict[str, Any]]:
