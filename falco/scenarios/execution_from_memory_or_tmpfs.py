@@ -21,6 +21,9 @@ if __name__ == "__main__":
         os.unlink(dropped)
     try:
         memory = os.memfd_create("payload")
+    except OSError as error:
+        attempted("memfd_create", error.errno, path="payload")
+    else:
         attempted("memfd_create", path="payload")
         with open("/usr/bin/python3", "rb") as source:
             os.write(memory, source.read())
@@ -29,6 +32,4 @@ if __name__ == "__main__":
         attempted(
             "execve", error, process=forked_child(), path=path, memfd=True, exepath="memfd:payload"
         )
-    except OSError as error:
-        attempted("memfd_create", error.errno, path="payload")
     finish()
