@@ -13,6 +13,7 @@ import pytest
 import testinfra
 
 from infra_tests.dockerhost import DockerHost
+from stack.falco.rules import OUR_RULES, STABLE_RULES, RuleSet, load_rules
 from stack.settings import Settings
 from stack.suites import test_secrets_dir
 
@@ -35,6 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run the tests that recreate the deployed stack or reboot its VM (bin/qcstack "
         "vm-test runs them last, alone: other suites hold the containers they inspected)",
+    )
+    group.addoption(
+        "--falco-rules",
+        type=Path,
+        default=OUR_RULES,
+        help="qcstack's Falco rules file under test, loaded after Falco's stable rules (default: "
+        "falco/qcstack_rules.yaml; the mutation check passes one with a control's rules cut out)",
     )
     group.addoption(
         "--stack-secrets-dir",
@@ -80,6 +88,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()
+
+
+@pytest.fixture(scope="session")
+def falco_rules(request: pytest.FixtureRequest) -> RuleSet:
+    """Falco's stable rules, then the rules file under test (--falco-rules)."""
+    path: Path = request.config.getoption("--falco-rules")
+    assert path.is_file(), f"--falco-rules {path}: no such file"
+    return load_rules([STABLE_RULES, path])
 
 
 @pytest.fixture(scope="session")
@@ -247,14 +263,17 @@ def gateway_session(
 GATEWAY_STATE = "/var/lib/qcstack-gateway"
 
 
-def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
-    """Every entry of the gateway's audit log, read inside its container (it has no cat); a torn
-    line fails here."""
+def audit_entries(docker: DockerHost, container: Container, path: str) -> list[dict[str, Any]]:
+    """Every entry of a hash-chained audit log (JSON lines), read inside the container that keeps
+    it (no cat in our images); a torn line fails here."""
     read = "import sys; print(open(sys.argv[1]).read(), end='')"
-    text = docker.check(
-        "docker exec %s /usr/bin/python3 -c %s %s", gateway.id, read, f"{GATEWAY_STATE}/audit.jsonl"
-    )
+    text = docker.check("docker exec %s /usr/bin/python3 -c %s %s", container.id, read, path)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
+    """Every entry of the gateway's audit log."""
+    return audit_entries(docker, gateway, f"{GATEWAY_STATE}/audit.jsonl")
 
 
 @pytest.fixture(scope="session")

@@ -107,22 +107,43 @@ def cmd_controls(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     from stack.build.base import ensure_base_image
     from stack.controls import CONTROLS
-    from stack.mutation import MutationResult, check_control, mutable_controls
+    from stack.mutation import (
+        MutationResult,
+        check_control,
+        check_rules_controls,
+        mutable_controls,
+        rules_controls,
+    )
 
+    known = {c.id for c in CONTROLS}
+    unknown = sorted(set(args.control) - known)
+    if unknown:
+        raise CommandError(f"no control {', '.join(unknown)}; `qcstack controls` lists them")
+    wanted = set(args.control) or known
+    in_stack = [c for c in mutable_controls() if c.id in wanted]
+    in_rules = [c for c in rules_controls() if c.id in wanted]
+    if not in_stack + in_rules:
+        raise CommandError(
+            f"{', '.join(sorted(wanted))}: nothing here switches it off (HOST controls: "
+            "`qcstack vm-mutation-check`)"
+        )
     cmd_build(settings, args)
     base = ensure_base_image(settings)
     prepare_test_secrets(settings)
     remove_test_stacks(settings)
-    wanted = set(args.control)
     results: list[MutationResult] = []
-    for control in mutable_controls():
-        if not wanted or control.id in wanted:
-            with step(f"{control.id} switched off: {control.title}"):
-                results.append(check_control(settings, control, base))
+    for control in in_stack:
+        with step(f"{control.id} switched off: {control.title}"):
+            results.append(check_control(settings, control, base))
+    if in_rules:
+        ids = ", ".join(c.id for c in in_rules)
+        with step(f"{ids} switched off in the Falco rules file, each in turn, on one test stack"):
+            results += check_rules_controls(settings, in_rules)
     print("\nmutation check: each control switched off alone, its tests expected red")
     for result in results:
         print("  " + result.summary())
-    untouched = [c.id for c in CONTROLS if c not in mutable_controls()]
+    switched = mutable_controls() + rules_controls()
+    untouched = [c.id for c in CONTROLS if c not in switched]
     print(
         "  not switched off here (no compose override removes them; their tests attack "
         "them directly): " + ", ".join(untouched)

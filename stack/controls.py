@@ -85,6 +85,10 @@ class Control:
     # switches it off. The VM mutation check runs it, then the control's tests, then the
     # deploy, which must switch the control back on.
     disable_on_host: str | None = None
+    # For a control that is a Falco rule (DET): its tests take the rules file (--falco-rules),
+    # so the mutation check switches it off by cutting its rules out of that file
+    # (RuleSet.without_control) instead of changing the stack.
+    falco_rules: bool = False
 
 
 def _cis(*sections: str) -> tuple[str, ...]:
@@ -603,6 +607,7 @@ CONTROLS: tuple[Control, ...] = (
         "a shell, package manager, network tool or second interpreter started by code that got "
         "into a container going unnoticed",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-02",
@@ -612,6 +617,7 @@ CONTROLS: tuple[Control, ...] = (
         "probing the read-only root filesystem for a place to drop a payload or change "
         "configuration, unnoticed",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-03",
@@ -623,6 +629,7 @@ CONTROLS: tuple[Control, ...] = (
         "a second process in a container lifting the QuantConnect token, the gateway's tokens or "
         "brokerage settings from /run/secrets or a process environment",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-04",
@@ -633,6 +640,7 @@ CONTROLS: tuple[Control, ...] = (
         'connection off port 443", "qcstack gateway connection off its upstreams")',
         "strategy code or credentials sent, or tried, anywhere but the allow-listed paths",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-05",
@@ -642,6 +650,7 @@ CONTROLS: tuple[Control, ...] = (
         f'{_RULES} (rule "qcstack denied syscall attempted")',
         "container escape and privilege escalation attempts that seccomp stops silently",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-06",
@@ -650,6 +659,7 @@ CONTROLS: tuple[Control, ...] = (
         f'{_RULES} (rule "qcstack execution from memory or tmpfs")',
         "fileless payloads and binaries dropped into /tmp or /dev/shm being run",
         (),
+        falco_rules=True,
     ),
     Control(
         "DET-07",
@@ -658,6 +668,7 @@ CONTROLS: tuple[Control, ...] = (
         f'{_RULES} (rule "qcstack new listening socket")',
         "a bind shell or covert service opened inside the stack's networks",
         (),
+        falco_rules=True,
     ),
     Control(
         "HOST-01",

@@ -13,6 +13,7 @@ import yaml
 from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
 from stack.egress import render_policy
+from stack.falco.rules import OUR_RULES, RuleSet, load_rules
 from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run
 from stack.settings import Settings
 from stack.suites import mutant_project_name, pytest_command, test_project
@@ -131,7 +132,13 @@ def write_mutation_files(settings: Settings, control: Control) -> None:
 
 
 def mutable_controls() -> list[Control]:
+    """Controls switched off in the stack itself: a compose override or a weakened image."""
     return [c for c in CONTROLS if c.disable is not None or c.weaken_image is not None]
+
+
+def rules_controls() -> list[Control]:
+    """Controls switched off in the Falco rules file: their tests take it (--falco-rules)."""
+    return [c for c in CONTROLS if c.falco_rules]
 
 
 @dataclass(frozen=True)
@@ -178,33 +185,77 @@ def mutation_project(settings: Settings, control: Control) -> ComposeProject:
     return test_project(settings, mutant_project_name(settings), (override,))
 
 
+def run_control_tests(
+    settings: Settings, project: str, control: Control, *options: str
+) -> MutationResult:
+    """Runs the infra suites' tests of `control` against `project`; counts the red ones."""
+    report = settings.build_dir / "mutations" / f"{control.id}.json"
+    report.unlink(missing_ok=True)
+    run(
+        pytest_command(
+            settings,
+            project,
+            "-q",
+            "--no-header",
+            *options,
+            f"--control={control.id}",
+            f"--control-report={report}",
+            str(settings.repo_root / "infra_tests"),
+        ),
+        check=False,
+        # Red tests are the point here; their output would read as a failed run.
+        capture=True,
+    )
+    red, total = read_report(report, control.id)
+    return MutationResult(control.id, red, total)
+
+
 def check_control(settings: Settings, control: Control, base: str) -> MutationResult:
     """Runs the control's tests against a stack with the control switched off."""
     project = mutation_project(settings, control)
-    report = settings.build_dir / "mutations" / f"{control.id}.json"
-    report.unlink(missing_ok=True)
     try:
         if control.weaken_image is not None:
             build_weakened_image(control, settings, base)
         project.down(remove_volumes=True)
         project.up()
-        run(
-            pytest_command(
-                settings,
-                project.name,
-                "-q",
-                "--no-header",
-                f"--control={control.id}",
-                f"--control-report={report}",
-                str(settings.repo_root / "infra_tests"),
-            ),
-            check=False,
-            # Red tests are the point here; their output would read as a failed run.
-            capture=True,
-        )
-        red, total = read_report(report, control.id)
-        return MutationResult(control.id, red, total)
+        return run_control_tests(settings, project.name, control)
     except CommandError as error:
         return MutationResult(control.id, {}, {}, str(error).splitlines()[0])
     finally:
         project.down(remove_volumes=True)
+
+
+def write_rules_mutant(settings: Settings, control: Control, rules: RuleSet) -> Path:
+    """The rules file with `control`'s rules cut out, in its mutation folder; returns its path."""
+    folder = mutation_dir(settings, control)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / OUR_RULES.name
+    path.write_text(rules.without_control(control.id), encoding="utf-8")
+    return path
+
+
+def check_rules_controls(settings: Settings, controls: list[Control]) -> list[MutationResult]:
+    """Runs each control's tests with its rules cut out of the rules file. These mutants change
+    nothing in the stack, so one test stack, brought up once, serves them all."""
+    rules = load_rules()
+    project = test_project(settings, mutant_project_name(settings))
+    results: list[MutationResult] = []
+    try:
+        project.down(remove_volumes=True)
+        project.up()
+        for control in controls:
+            try:
+                mutant = write_rules_mutant(settings, control, rules)
+            except (KeyError, ValueError) as error:
+                results.append(MutationResult(control.id, {}, {}, str(error)))
+                continue
+            results.append(
+                run_control_tests(settings, project.name, control, f"--falco-rules={mutant}")
+            )
+    except CommandError as error:
+        done = {result.control for result in results}
+        reason = str(error).splitlines()[0]
+        results += [MutationResult(c.id, {}, {}, reason) for c in controls if c.id not in done]
+    finally:
+        project.down(remove_volumes=True)
+    return results
