@@ -30,6 +30,7 @@ def operator_project(settings: Settings) -> ComposeProject:
         settings.secrets_dir,
         settings.egress_subnet,
         settings.gateway_port,
+        settings.responder_port,
     )
 
 

@@ -102,7 +102,7 @@ def test_export_to_a_backend_is_refused_while_the_collector_has_no_route_out(
         build_dir=tmp_path,
     )
     project = ComposeProject(
-        settings, "qcstack-unit", tmp_path, IPv4Network("10.231.240.0/28"), 18099
+        settings, "qcstack-unit", tmp_path, IPv4Network("10.231.240.0/28"), 18099, 18098
     )
     with pytest.raises(CommandError, match="no route out"):
         project.up()
