@@ -521,7 +521,7 @@ CONTROLS: tuple[Control, ...] = (
         "GW-07",
         "Hash-chained audit log of every call, on disk before the call proceeds, on a volume",
         "repudiation",
-        "gateway/audit.py (chain, O_APPEND + fsync); compose/compose.yaml (gateway_state)",
+        "servicebase/audit.py (chain, O_APPEND + fsync); compose/compose.yaml (gateway_state)",
         "calls that leave no trace, and edits, deletions or reordering of the record",
         (),
         # The state in a tmpfs instead: the gateway still starts, and loses it all on restart.
