@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.limits import Limiter, RateLimit
 from gateway.policy import Profile
 from gateway.tools import kind_of
+from servicebase.secrets import SettingsError, read_secret
+
+__all__ = ["BridgeSettings", "GatewaySettings", "SettingsError", "read_secret"]
 
 
 class GatewaySettings(BaseSettings):
@@ -92,17 +95,3 @@ class BridgeSettings(BaseSettings):
     url: str = "http://127.0.0.1:8080/mcp"
     token_file: Path
     """The file holding the gateway's bearer token (`secrets/gateway_token`)."""
-
-
-class SettingsError(RuntimeError):
-    """A setting or secret is missing or unusable; the message says what to fix."""
-
-
-def read_secret(path: Path, what: str) -> bytes:
-    try:
-        value = path.read_bytes().strip()
-    except OSError as error:
-        raise SettingsError(f"cannot read {what} from {path} ({error.strerror})") from error
-    if len(value) < 16:
-        raise SettingsError(f"{what} in {path} is empty or shorter than 16 bytes")
-    return value

@@ -261,14 +261,17 @@ def gateway_session(
 
 
 GATEWAY_STATE = "/var/lib/qcstack-gateway"
+RESPONDER_STATE = "/var/lib/qcstack-responder"
 
 
 def audit_entries(docker: DockerHost, container: Container, path: str) -> list[dict[str, Any]]:
-    """Every entry of a hash-chained audit log (JSON lines), read inside the container that keeps
-    it (no cat in our images); a torn line fails here."""
+    """Every entry of an audit log, read inside its container (it has no cat); a torn line fails
+    here."""
     read = "import sys; print(open(sys.argv[1]).read(), end='')"
     text = docker.check("docker exec %s /usr/bin/python3 -c %s %s", container.id, read, path)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 
 
 def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stack.egress import render_policy
 from stack.process import SYSTEM_PATH, CommandError, run
-from stack.settings import Settings
+from stack.settings import Settings, env_file
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class ComposeProject:
     secrets_dir: Path
     egress_subnet: IPv4Network
     gateway_port: int
+    responder_port: int
     overrides: Sequence[Path] = field(default=())
     seccomp_dir: Path | None = None
     """Where the seccomp profiles are read from; None: the repository's seccomp/ folder."""
@@ -33,6 +34,11 @@ class ComposeProject:
         """The gateway's settings for this project, rendered from settings on every `up`."""
         return self.settings.build_dir / "projects" / self.name / "gateway.env"
 
+    @property
+    def responder_env(self) -> Path:
+        """The responder's settings for this project, rendered from settings on every `up`."""
+        return self.settings.build_dir / "projects" / self.name / "responder.env"
+
     def environment(self) -> dict[str, str]:
         return {
             "PATH": SYSTEM_PATH,
@@ -43,6 +49,8 @@ class ComposeProject:
             "QCSTACK_EGRESS_POLICY": str(self.egress_policy),
             "QCSTACK_GATEWAY_ENV": str(self.gateway_env),
             "QCSTACK_GATEWAY_PORT": str(self.gateway_port),
+            "QCSTACK_RESPONDER_ENV": str(self.responder_env),
+            "QCSTACK_RESPONDER_PORT": str(self.responder_port),
         }
 
     def write_rendered_files(self) -> None:
@@ -51,9 +59,8 @@ class ComposeProject:
             self.egress_policy: render_policy(
                 self.settings.egress_destinations, self.egress_subnet
             ),
-            self.gateway_env: "".join(
-                f"{name}={value}\n" for name, value in self.settings.gateway_environment().items()
-            ),
+            self.gateway_env: env_file(self.settings.gateway_environment()),
+            self.responder_env: env_file(self.settings.responder_environment()),
         }
         for path, text in rendered.items():
             path.parent.mkdir(parents=True, exist_ok=True)

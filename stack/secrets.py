@@ -13,6 +13,7 @@ from stack.process import CommandError
 
 APP_UID = 10001
 GATEWAY_UID = 10004
+RESPONDER_UID = 10007
 SECRET_NAMES = ("qc_user_id", "qc_api_token")
 PROMPTS = {"qc_user_id": "QuantConnect user id", "qc_api_token": "QuantConnect API token"}
 FIRST_ADMIN = "admin"
@@ -36,9 +37,19 @@ GENERATED_SECRETS: dict[str, Callable[[], str]] = {
 bearer token, the admins (one, named `admin`, at first) and the lockdown responder's token are
 three separate secrets, so none of them opens what another does. The brokerage configurations
 start empty: the operator adds them (gateway/brokerages.py says how)."""
-OWNERS = {name: GATEWAY_UID for name in GENERATED_SECRETS}
+DERIVED_SECRETS = {"responder_token": "gateway_responder_token"}
+"""Secrets that hold another's value for another service's user: the responder (uid 10007) gets
+its own file of the gateway's responder token, since the gateway's file is 0400 for uid 10004.
+Rewritten from their source on every `up`, so the two never differ."""
+OWNERS = {
+    **{name: GATEWAY_UID for name in GENERATED_SECRETS},
+    "responder_token": RESPONDER_UID,
+}
 """The uid that reads each secret; qc-mcp's (10001) for the rest."""
 # The API double (test stacks) runs as qc-mcp's user, so the test CA's files are its.
+
+STACK_SECRETS = (*SECRET_NAMES, *GENERATED_SECRETS, *DERIVED_SECRETS)
+"""Every secret file the stack's compose file names."""
 
 
 def owner(name: str) -> int:
@@ -85,7 +96,12 @@ def ensure_secrets(directory: Path, *, interactive: bool) -> None:
         if not (directory / name).exists():
             write_secret(directory, name, make())
             print(f"qcstack: made a new {name} in {directory / name}", file=sys.stderr)
-    for name in (*SECRET_NAMES, *GENERATED_SECRETS):
+    for name, source in DERIVED_SECRETS.items():
+        value = (directory / source).read_text(encoding="utf-8").strip()
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8").strip() != value:
+            write_secret(directory, name, value)
+    for name in STACK_SECRETS:
         path = directory / name
         info = path.stat()
         if info.st_uid != owner(name) or info.st_mode & 0o077:

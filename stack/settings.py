@@ -48,6 +48,35 @@ def parse_destination(entry: str) -> EgressDestination:
     return EgressDestination(host, int(port))
 
 
+def service_environment(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    """A service's settings as the variables its container reads (JSON for non-strings)."""
+    return {
+        f"{prefix}{name.upper()}": v if isinstance(v, str) else json.dumps(v)
+        for name, v in sorted(values.items())
+    }
+
+
+def checked_service_settings(
+    service: str, model: type[BaseSettings], fixed: set[str], value: dict[str, Any]
+) -> dict[str, Any]:
+    """A service's own settings as given in ours: checked by its settings class; the ones its
+    compose service sets itself (`fixed`) refused."""
+    if fixed & set(value):
+        raise ValueError(
+            f"{sorted(fixed & set(value))} are set by the compose file, not by settings"
+        )
+    try:
+        model(**value)
+    except ValidationError as error:
+        raise ValueError(f"{service} settings: {error}") from error
+    return value
+
+
+def env_file(variables: dict[str, str]) -> str:
+    """Variables as the lines of a compose env_file."""
+    return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
 class Settings(BaseSettings):
     """Every knob qcstack has. Read from QCSTACK_* variables and then `qcstack.env`."""
 
@@ -106,9 +135,20 @@ class Settings(BaseSettings):
     test_gateway_port: int = Field(default=18080, ge=1024, le=65535)
     """The same for the test stacks, so tests can run beside the operator's stack."""
 
+    responder_port: int = Field(default=8079, ge=1024, le=65535)
+    """The host port, on 127.0.0.1 only, where Falco's http_output posts alerts to the responder."""
+
+    test_responder_port: int = Field(default=18079, ge=1024, le=65535)
+    """The same for the test stacks, so tests can run beside the operator's stack."""
+
     gateway: dict[str, Any] = {}
     """The gateway's own settings by name (gateway/settings.py), e.g. {"profile": "paper"};
     checked here, handed to the gateway container as QCSTACK_GATEWAY_* variables."""
+
+    responder: dict[str, Any] = {}
+    """The responder's own settings by name (responder/settings.py), e.g.
+    {"lockdown_priority": "error"}; checked here, handed to its container as
+    QCSTACK_RESPONDER_* variables."""
 
     test_hosts: str = "local://"
     """testinfra host spec the infra suites run against (local:// or ssh://user@vm)."""
@@ -154,21 +194,24 @@ class Settings(BaseSettings):
             "admins_file",
             "responder_token_file",
             "otel_endpoint",
-        } & set(value)
-        if fixed:
-            raise ValueError(f"{sorted(fixed)} are set by the compose file, not by settings")
-        try:
-            GatewaySettings(**value)
-        except ValidationError as error:
-            raise ValueError(f"gateway settings: {error}") from error
-        return value
+        }
+        return checked_service_settings("gateway", GatewaySettings, fixed, value)
 
     def gateway_environment(self) -> dict[str, str]:
         """The gateway's settings as the variables its container reads (JSON for non-strings)."""
-        return {
-            f"QCSTACK_GATEWAY_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
-            for name, v in sorted(self.gateway.items())
-        }
+        return service_environment("QCSTACK_GATEWAY_", self.gateway)
+
+    @field_validator("responder")
+    @classmethod
+    def _responder_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from responder.settings import ResponderSettings
+
+        fixed = {"host", "port", "gateway_url", "state_dir", "token_file", "otel_endpoint"}
+        return checked_service_settings("responder", ResponderSettings, fixed, value)
+
+    def responder_environment(self) -> dict[str, str]:
+        """The responder's settings as the variables its container reads."""
+        return service_environment("QCSTACK_RESPONDER_", self.responder)
 
     @field_validator("otel_export_endpoint")
     @classmethod

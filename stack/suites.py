@@ -36,6 +36,7 @@ def prepare_test_secrets(settings: Settings, directory: Path | None = None) -> P
     write_secret(directory, "gateway_token", TEST_GATEWAY_TOKEN)
     write_secret(directory, "gateway_admins", f"{TEST_ADMIN_NAME}:{TEST_ADMIN_PASSWORD}")
     write_secret(directory, "gateway_responder_token", TEST_RESPONDER_TOKEN)
+    write_secret(directory, "responder_token", TEST_RESPONDER_TOKEN)
     write_secret(directory, "gateway_brokerages", json.dumps(TEST_BROKERAGES))
     make_test_certificates(directory)
     return directory
@@ -48,6 +49,7 @@ def test_project(
     *,
     egress_subnet: IPv4Network | None = None,
     gateway_port: int | None = None,
+    responder_port: int | None = None,
     secrets_dir: Path | None = None,
     seccomp_dir: Path | None = None,
 ) -> ComposeProject:
@@ -56,7 +58,8 @@ def test_project(
     egress_subnet: the egress network's subnet, settings.test_egress_subnet unless given; a
     stack that runs beside the test stack needs one of its own (compose refuses overlaps).
     gateway_port: the gateway's loopback port, settings.test_gateway_port unless given (the
-    same: a stack beside the test stack needs its own).
+    same: a stack beside the test stack needs its own). responder_port: the responder's,
+    settings.test_responder_port unless given (the same again).
     secrets_dir: where the canary secrets and test certificates are (prepare_test_secrets'
     folder unless given). seccomp_dir: where the services' profiles are read from.
     """
@@ -66,6 +69,7 @@ def test_project(
         secrets_dir or test_secrets_dir(settings),
         egress_subnet or settings.test_egress_subnet,
         gateway_port or settings.test_gateway_port,
+        responder_port or settings.test_responder_port,
         overrides=(settings.repo_root / "compose" / "test.yaml", *overrides),
         seccomp_dir=seccomp_dir,
     )

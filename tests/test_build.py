@@ -81,6 +81,7 @@ def test_every_recipe_has_its_dockerfile_locks_tools_and_sources() -> None:
         "gateway",
         "gateway-relay",
         "otel-collector",
+        "falco-responder",
     }
     for r in images.IMAGES:
         assert (REPO / "images" / r.name / "Dockerfile").is_file()
@@ -176,10 +177,21 @@ def gateway_final_stage() -> str:
     return dockerfile[dockerfile.rindex("\nFROM ") :]
 
 
-def test_gateway_context_is_wheels_and_the_gateway_package(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("image", "packages", "lock"),
+    [
+        ("gateway", ("gateway", "servicebase"), "gateway.txt"),
+        ("falco-responder", ("responder", "servicebase"), "responder.txt"),
+    ],
+)
+def test_python_service_context_is_wheels_and_its_packages(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    image: str,
+    packages: tuple[str, ...],
+    lock: str,
 ) -> None:
-    context, files = staged(monkeypatch, tmp_path, "gateway")
+    context, files = staged(monkeypatch, tmp_path, image)
     code = {name for name in files if name.startswith("src/")}
     assert files - code == {
         "Dockerfile",
@@ -191,12 +203,13 @@ def test_gateway_context_is_wheels_and_the_gateway_package(
     }
     modules = {
         f"src/{p.relative_to(REPO).as_posix()}"
-        for p in (REPO / "gateway").rglob("*.py")
+        for package in packages
+        for p in (REPO / package).rglob("*.py")
         if "__pycache__" not in p.parts
     }
-    assert {"src/gateway/__init__.py", "src/gateway/__main__.py"} <= modules <= code
-    assert all(name.startswith("src/gateway/") and "__pycache__" not in name for name in code)
-    assert (context / "requirements.txt").read_bytes() == GATEWAY_LOCK.read_bytes()
+    assert {f"src/{package}/__init__.py" for package in packages} <= modules <= code
+    assert all(name.split("/")[1] in packages and "__pycache__" not in name for name in code)
+    assert (context / "requirements.txt").read_bytes() == (REPO / "locks" / lock).read_bytes()
     for name in code:
         assert (context / name).read_bytes() == (REPO / name.removeprefix("src/")).read_bytes()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from stack.build.images import IMAGES
 from stack.deploy import files, plan
 from stack.deploy.operations import WhenChanged
 from stack.deploy.runner import DeployResult, OperationOutcome
 from stack.process import CommandError
-from stack.seccomp.services import SERVICES as SECCOMP_SERVICES
-from stack.secrets import GENERATED_SECRETS, SECRET_NAMES
+from stack.secrets import STACK_SECRETS
 from stack.settings import Settings
 from stack.testvm import VmAccess, write_access_files
 
@@ -85,7 +85,7 @@ def write_secrets(directory: Path, names: tuple[str, ...]) -> None:
 
 
 def test_plan_refuses_a_missing_or_empty_secret_naming_the_file(tmp_path: Path) -> None:
-    write_secrets(tmp_path, (*SECRET_NAMES, *GENERATED_SECRETS))
+    write_secrets(tmp_path, STACK_SECRETS)
     (tmp_path / "qc_api_token").write_text("")
     (tmp_path / "gateway_token").unlink()
     with pytest.raises(CommandError) as refused:
@@ -96,9 +96,9 @@ def test_plan_refuses_a_missing_or_empty_secret_naming_the_file(tmp_path: Path) 
 
 
 def test_test_deploys_also_ship_the_api_doubles_certificates(tmp_path: Path) -> None:
-    write_secrets(tmp_path, (*SECRET_NAMES, *GENERATED_SECRETS))
+    write_secrets(tmp_path, STACK_SECRETS)
     names = {s.name for s in plan.plan_secrets(tmp_path, test_stack=False)}
-    assert names == {*SECRET_NAMES, *GENERATED_SECRETS}
+    assert names == set(STACK_SECRETS)
     with pytest.raises(CommandError, match="qc_test_ca is missing"):
         plan.plan_secrets(tmp_path, test_stack=True)
 
@@ -106,7 +106,7 @@ def test_test_deploys_also_ship_the_api_doubles_certificates(tmp_path: Path) -> 
 def test_plan_holds_secrets_by_path_never_by_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_secrets(tmp_path, (*SECRET_NAMES, *GENERATED_SECRETS, *plan.TEST_SECRET_NAMES))
+    write_secrets(tmp_path, (*STACK_SECRETS, *plan.TEST_SECRET_NAMES))
     monkeypatch.setattr(
         plan, "image_ids", lambda tags: tuple(plan.Image(t, "sha256:" + "0" * 64) for t in tags)
     )
@@ -124,8 +124,11 @@ def test_plan_holds_secrets_by_path_never_by_value(
     assert "QCSTACK_GATEWAY_PORT=18080\n" in env
     assert f"{files.DOUBLES_DIR}/qc_api.py" in made.copied
     assert {Path(p).name for p in made.copied if p.startswith(files.SECCOMP_DIR)} == {
-        f"{service}.json" for service in SECCOMP_SERVICES
+        f"{recipe.name}.json" for recipe in IMAGES
     }
+    assert owners["responder_token"] == 10007
+    assert f"QCSTACK_RESPONDER_PORT={Settings().test_responder_port}\n" in env
+    assert f"QCSTACK_RESPONDER_ENV={files.RESPONDER_ENV}\n" in env
 
 
 class FakeMeta:

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 SECCOMP = REPO / "seccomp"
 COMPOSE = REPO / "compose" / "compose.yaml"
 SERVICES = ["qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector"]
+NOT_YET_RECORDED = {"falco-responder": "gateway"}
+"""Services whose profile is, until their own recording, a copy of another's (the responder and
+the gateway are both Python on Starlette and uvicorn); `bin/qcstack seccomp record` replaces it."""
 DOCKER_DEFAULT = (
     Path(__file__).resolve().parents[1].parent / "shared/reference/docker-default-seccomp.json"
 )
@@ -150,9 +153,17 @@ def test_every_service_with_a_seccomp_profile_in_compose_has_a_recorded_one() ->
         for name, service in compose.items()
         if any(str(option).startswith("seccomp:") for option in service.get("security_opt", []))
     }
-    assert confined == set(SERVICES) == set(RECORDED_SERVICES)
-    for name in confined:
+    assert confined - set(NOT_YET_RECORDED) == set(SERVICES) == set(RECORDED_SERVICES)
+    for name in confined - set(NOT_YET_RECORDED):
         assert (SECCOMP / f"{name}.recorded.txt").is_file(), name
+
+
+@pytest.mark.parametrize(("service", "copied_from"), sorted(NOT_YET_RECORDED.items()))
+def test_a_service_not_yet_recorded_runs_under_an_exact_copy_of_a_recorded_profile(
+    service: str, copied_from: str
+) -> None:
+    profile = (SECCOMP / f"{service}.json").read_bytes()
+    assert profile == (SECCOMP / f"{copied_from}.json").read_bytes()
 
 
 @control

@@ -43,10 +43,19 @@ IMAGES = (
     ImageRecipe(name="qc-mcp", python_lock="qc-mcp.txt"),
     ImageRecipe(name="egress-proxy", deb_lock="egress-proxy.debs", go_tools=("healthcheck",)),
     ImageRecipe(
-        name="gateway", python_lock="gateway.txt", go_tools=("healthcheck",), sources=("gateway",)
+        name="gateway",
+        python_lock="gateway.txt",
+        go_tools=("healthcheck",),
+        sources=("gateway", "servicebase"),
     ),
     ImageRecipe(name="gateway-relay", go_tools=("relay", "healthcheck")),
     ImageRecipe(name="otel-collector", go_tools=("healthcheck",), otelcol=True),
+    ImageRecipe(
+        name="falco-responder",
+        python_lock="responder.txt",
+        go_tools=("healthcheck",),
+        sources=("responder", "servicebase"),
+    ),
 )
 
 OTELCOL_CONFIGS = ("collector.yaml", "export-otlphttp.yaml")

@@ -20,6 +20,7 @@ SECRETS_DIR = f"{CONFIG_DIR}/secrets"
 COMPOSE_ENV = f"{CONFIG_DIR}/compose.env"
 EGRESS_POLICY = f"{CONFIG_DIR}/egress-policy.conf"
 GATEWAY_ENV = f"{CONFIG_DIR}/gateway.env"
+RESPONDER_ENV = f"{CONFIG_DIR}/responder.env"
 IMAGES_DIR = "/var/lib/qcstack/images"
 STACK_UNIT = "qcstack.service"
 FIREWALL_UNIT = "qcstack-firewall.service"
@@ -192,7 +193,12 @@ WantedBy=multi-user.target
 
 
 def compose_env(
-    *, image_tag: str, egress_subnet: str, gateway_port: int, extra: Mapping[str, str] = {}
+    *,
+    image_tag: str,
+    egress_subnet: str,
+    gateway_port: int,
+    responder_port: int,
+    extra: Mapping[str, str] = {},
 ) -> str:
     """The variables compose.yaml reads, for the VM's paths; none is a secret."""
     values = {
@@ -203,6 +209,8 @@ def compose_env(
         "QCSTACK_EGRESS_POLICY": EGRESS_POLICY,
         "QCSTACK_GATEWAY_ENV": GATEWAY_ENV,
         "QCSTACK_GATEWAY_PORT": str(gateway_port),
+        "QCSTACK_RESPONDER_ENV": RESPONDER_ENV,
+        "QCSTACK_RESPONDER_PORT": str(responder_port),
         **extra,
     }
     return "".join(f"{name}={value}\n" for name, value in values.items())

@@ -234,7 +234,7 @@ def stack_files(plan: DeployPlan) -> list[OperationMeta]:
                 mode="644",
             )
         )
-    for remote in (paths.COMPOSE_ENV, paths.EGRESS_POLICY, paths.GATEWAY_ENV):
+    for remote in (paths.COMPOSE_ENV, paths.EGRESS_POLICY, paths.GATEWAY_ENV, paths.RESPONDER_ENV):
         text, mode = plan.rendered[remote]
         changed.append(_put_text(f"Stack settings {remote}", remote, text, mode))
     for secret in plan.secrets:

@@ -14,8 +14,8 @@ from stack.build.images import IMAGES
 from stack.deploy import files
 from stack.egress import render_policy
 from stack.process import CommandError, output, run, step
-from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
-from stack.settings import Settings
+from stack.secrets import STACK_SECRETS, owner
+from stack.settings import Settings, env_file
 
 TEST_SECRET_NAMES = ("qc_test_ca", "qc_api_double_cert", "qc_api_double_key")
 """The API double's certificate and key and the test CA qc-mcp trusts: test deploys only."""
@@ -73,7 +73,7 @@ def image_ids(tags: tuple[str, ...]) -> tuple[Image, ...]:
 def plan_secrets(secrets_dir: Path, test_stack: bool) -> tuple[Secret, ...]:
     """Every secret the stack reads, from the controller's folder; refuses when one is missing
     or empty, naming the file (never its content)."""
-    names = (*SECRET_NAMES, *GENERATED_SECRETS, *(TEST_SECRET_NAMES if test_stack else ()))
+    names = (*STACK_SECRETS, *(TEST_SECRET_NAMES if test_stack else ()))
     secrets = []
     missing = []
     for name in names:
@@ -116,15 +116,16 @@ def make_plan(
     if test_stack:
         double = root / "infra_tests" / "doubles" / "qc_api.py"
         copied[f"{files.DOUBLES_DIR}/{double.name}"] = double
-    gateway_env = "".join(
-        f"{name}={value}\n" for name, value in settings.gateway_environment().items()
-    )
+    # The responder takes Falco's alerts on the VM's loopback: the test stack's port or the
+    # operator's, as for the gateway.
+    responder_port = settings.test_responder_port if test_stack else settings.responder_port
     rendered = {
         files.COMPOSE_ENV: (
             files.compose_env(
                 image_tag=settings.image_tag,
                 egress_subnet=str(settings.egress_subnet),
                 gateway_port=gateway_port,
+                responder_port=responder_port,
             ),
             0o644,
         ),
@@ -132,7 +133,8 @@ def make_plan(
             render_policy(settings.egress_destinations, settings.egress_subnet),
             0o444,
         ),
-        files.GATEWAY_ENV: (gateway_env, 0o644),
+        files.GATEWAY_ENV: (env_file(settings.gateway_environment()), 0o644),
+        files.RESPONDER_ENV: (env_file(settings.responder_environment()), 0o644),
         files.DAEMON_JSON: (files.daemon_json(), 0o644),
         files.SSHD_DROP_IN: (files.sshd_drop_in(), 0o644),
         files.FIREWALL_RULES: (files.firewall_rules(), 0o644),

@@ -1,0 +1,5 @@
+"""`python3 -m responder`: starts the responder."""
+
+from responder.server import main
+
+main()

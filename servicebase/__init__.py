@@ -1,0 +1,1 @@
+"""What every qcstack service of ours shares: the hash-chained audit log, spans, secret files."""
