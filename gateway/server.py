@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastmcp import Client
 from fastmcp.server.providers.proxy import FastMCPProxy
 from starlette.middleware import Middleware as StarletteMiddleware
@@ -37,6 +36,7 @@ from gateway.middleware import PolicyMiddleware, text_of
 from gateway.settings import GatewaySettings, SettingsError, read_secret
 from gateway.tracing import Tracing
 from gateway.upstream import UpstreamPool
+from servicebase.serving import serve
 
 MCP_PATH = "/mcp"
 OPEN_PATHS = frozenset({"/healthz"})
@@ -191,15 +191,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     tracing = Tracing.start(settings.otel_endpoint, capacity=settings.otel_queue_spans)
     app = build_app(settings, gate, token, access, tracing=tracing)
-    # uvicorn's access log prints query strings, where clients sometimes put tokens: ours doesn't.
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            ws="none",
-            log_level="info",
-            access_log=False,
-        )
+        serve(app, settings.host, settings.port)
     finally:
         tracing.shutdown()

@@ -245,16 +245,20 @@ def gateway_session(
 
 
 GATEWAY_STATE = "/var/lib/qcstack-gateway"
+RESPONDER_STATE = "/var/lib/qcstack-responder"
+
+
+def audit_entries(docker: DockerHost, container: Container, path: str) -> list[dict[str, Any]]:
+    """Every entry of an audit log, read inside its container (it has no cat); a torn line fails
+    here."""
+    read = "import sys; print(open(sys.argv[1]).read(), end='')"
+    text = docker.check("docker exec %s /usr/bin/python3 -c %s %s", container.id, read, path)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
-    """Every entry of the gateway's audit log, read inside its container (it has no cat); a torn
-    line fails here."""
-    read = "import sys; print(open(sys.argv[1]).read(), end='')"
-    text = docker.check(
-        "docker exec %s /usr/bin/python3 -c %s %s", gateway.id, read, f"{GATEWAY_STATE}/audit.jsonl"
-    )
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Every entry of the gateway's audit log."""
+    return audit_entries(docker, gateway, f"{GATEWAY_STATE}/audit.jsonl")
 
 
 @pytest.fixture(scope="session")

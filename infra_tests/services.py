@@ -51,7 +51,14 @@ SIDE_SERVICES = {
             ("/run/secrets/gateway_brokerages", "bind", False),
             ("/var/lib/qcstack-gateway", "volume", True),
         ),
-        read_only_dirs=("/", "/app/gateway", "/usr/bin", "/usr/local/bin", "/etc"),
+        read_only_dirs=(
+            "/",
+            "/app/gateway",
+            "/app/servicebase",
+            "/usr/bin",
+            "/usr/local/bin",
+            "/etc",
+        ),
         owned_paths=("/var/lib/qcstack-gateway",),
     ),
     "gateway-relay": Expected(
@@ -74,5 +81,19 @@ SIDE_SERVICES = {
         mounts=(("/var/lib/otelcol", "volume", True),),
         read_only_dirs=("/", "/etc/otelcol", "/usr/local/bin"),
         owned_paths=("/var/lib/otelcol",),
+    ),
+    "falco-responder": Expected(
+        uid=10007,
+        comm="python3",
+        tmpfs=None,
+        memory=128 * MiB,
+        nano_cpus=500_000_000,
+        pids=32,
+        mounts=(
+            ("/run/secrets/responder_token", "bind", False),
+            ("/var/lib/qcstack-responder", "volume", True),
+        ),
+        read_only_dirs=("/", "/app/responder", "/app/servicebase", "/usr/bin", "/usr/local/bin"),
+        owned_paths=("/var/lib/qcstack-responder",),
     ),
 }

@@ -85,8 +85,9 @@ TAMPERABLE = {
     "qc-mcp": ("wheels/httpx-*.whl", "DO NOT MATCH THE HASHES"),
     "egress-proxy": ("debs/squid_*.deb", "computed checksum did NOT match"),
     "gateway": ("wheels/fastmcp_slim-*.whl", "DO NOT MATCH THE HASHES"),
+    "falco-responder": ("wheels/starlette-*.whl", "DO NOT MATCH THE HASHES"),
 }
-IMAGES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector")
+IMAGES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector", "falco-responder")
 
 
 def offline_build(

@@ -505,4 +505,4 @@ def test_telemetry_network_is_internal_and_shared_only_with_the_senders(
         )
         for container_id in network["Containers"]
     }
-    assert members == {"gateway", "qc-mcp", COLLECTOR}
+    assert members == {"gateway", "qc-mcp", "falco-responder", COLLECTOR}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from responder.app import Responder, build_app
@@ -15,6 +14,7 @@ from responder.settings import ResponderSettings
 from responder.tracing import ResponderTracing
 from servicebase.audit import AuditError, AuditLog
 from servicebase.secrets import SettingsError, read_secret
+from servicebase.serving import serve
 
 
 def settings_problem(error: ValidationError) -> str:
@@ -40,14 +40,7 @@ def main() -> None:
     caller = LockdownCaller(settings, token, audit.append)
     responder = Responder(settings, audit, caller, Repeats(settings.suppress_seconds), tracing)
     try:
-        uvicorn.run(
-            build_app(responder),
-            host=settings.host,
-            port=settings.port,
-            ws="none",
-            log_level="info",
-            access_log=False,
-        )
+        serve(build_app(responder), settings.host, settings.port)
     finally:
         caller.stop()
         tracing.shutdown()

@@ -96,7 +96,14 @@ def _qc_mcp(**service: Any) -> dict[str, Any]:
     return {"services": {"qc-mcp": service}}
 
 
-HARDENED_SERVICES = ("qc-mcp", "egress-proxy", "gateway", "gateway-relay", "otel-collector")
+HARDENED_SERVICES = (
+    "qc-mcp",
+    "egress-proxy",
+    "gateway",
+    "gateway-relay",
+    "otel-collector",
+    "falco-responder",
+)
 
 
 def _hardened_services(**service: Any) -> dict[str, Any]:
@@ -514,7 +521,7 @@ CONTROLS: tuple[Control, ...] = (
         "GW-07",
         "Hash-chained audit log of every call, on disk before the call proceeds, on a volume",
         "repudiation",
-        "gateway/audit.py (chain, O_APPEND + fsync); compose/compose.yaml (gateway_state)",
+        "servicebase/audit.py (chain, O_APPEND + fsync); compose/compose.yaml (gateway_state)",
         "calls that leave no trace, and edits, deletions or reordering of the record",
         (),
         # The state in a tmpfs instead: the gateway still starts, and loses it all on restart.
@@ -580,14 +587,33 @@ CONTROLS: tuple[Control, ...] = (
     Control(
         "OBS-04",
         "The collector is hardened and isolated: on the internal telemetry network alone, shared "
-        "only with the gateway and qc-mcp",
+        "only with the gateway, qc-mcp and the responder",
         "ip-leakage",
         "compose/compose.yaml (otel-collector; network telemetry)",
         "the trace store, which records every call the agent makes, sending it anywhere outside "
-        "the stack, or being reached by anything but the two senders",
+        "the stack, or being reached by anything but its three senders",
         (),
         # An ordinary bridge with an address on the host: a route out for the collector.
         disable={"networks": {"telemetry": {"internal": False, "driver_opts": RESET}}},
+    ),
+    Control(
+        "DET-08",
+        "Falco's alerts answered: each recorded (hash-chained audit log and a span), and "
+        "qcstack's alerts at or above a priority engage the gateway's lockdown within a second",
+        "runaway-behaviour",
+        "responder/ (app.py, lockdown.py); settings responder.lockdown_priority; "
+        "compose/compose.yaml (falco-responder, responder_token secret, responder_state)",
+        "an intrusion or runaway agent that Falco sees going on trading after the alert; alerts "
+        "that leave no record, or a flood of them that buries the record",
+        (),
+        # The threshold raised out of reach: Falco's Critical alerts are recorded, nothing more.
+        disable={
+            "services": {
+                "falco-responder": {
+                    "environment": {"QCSTACK_RESPONDER_LOCKDOWN_PRIORITY": "emergency"}
+                }
+            }
+        },
     ),
     Control(
         "HOST-01",

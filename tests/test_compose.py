@@ -110,10 +110,11 @@ def test_export_to_a_backend_is_refused_while_the_collector_has_no_route_out(
 
 
 def test_collector_is_on_the_telemetry_network_alone_and_nothing_waits_for_it() -> None:
+    """OBS-04: the collector's network is shared with its three senders and nothing else."""
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
     assert services["otel-collector"]["networks"] == ["telemetry"]
     assert compose["networks"]["telemetry"]["internal"] is True
     on_telemetry = {name for name, s in services.items() if "telemetry" in s.get("networks", [])}
-    assert on_telemetry == {"gateway", "qc-mcp", "otel-collector"}
+    assert on_telemetry == {"gateway", "qc-mcp", "falco-responder", "otel-collector"}
     assert not [n for n, s in services.items() if "otel-collector" in s.get("depends_on", {})]

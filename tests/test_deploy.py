@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from stack.build.images import IMAGES
 from stack.deploy import files, plan
 from stack.deploy.operations import WhenChanged
 from stack.deploy.runner import DeployResult, OperationOutcome
 from stack.process import CommandError
-from stack.seccomp.services import SERVICES as SECCOMP_SERVICES
 from stack.secrets import STACK_SECRETS
 from stack.settings import Settings
 from stack.testvm import VmAccess, write_access_files
@@ -124,8 +124,11 @@ def test_plan_holds_secrets_by_path_never_by_value(
     assert "QCSTACK_GATEWAY_PORT=18080\n" in env
     assert f"{files.DOUBLES_DIR}/qc_api.py" in made.copied
     assert {Path(p).name for p in made.copied if p.startswith(files.SECCOMP_DIR)} == {
-        f"{service}.json" for service in SECCOMP_SERVICES
+        f"{recipe.name}.json" for recipe in IMAGES
     }
+    assert owners["responder_token"] == 10007
+    assert f"QCSTACK_RESPONDER_PORT={Settings().test_responder_port}\n" in env
+    assert f"QCSTACK_RESPONDER_ENV={files.RESPONDER_ENV}\n" in env
 
 
 class FakeMeta:

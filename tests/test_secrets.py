@@ -88,3 +88,22 @@ def test_up_keeps_an_existing_admins_file(tmp_path: Path) -> None:
     write_secret(tmp_path, "gateway_admins", "alice:alices-own-password-123")
     ensure_secrets(tmp_path, interactive=False)
     assert (tmp_path / "gateway_admins").read_text() == "alice:alices-own-password-123\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to uid 10007 needs root")
+def test_up_gives_the_responder_its_own_copy_of_its_token_and_keeps_it_equal(
+    tmp_path: Path,
+) -> None:
+    from stack.secrets import RESPONDER_UID
+
+    write_secret(tmp_path, "qc_user_id", "12345")
+    write_secret(tmp_path, "qc_api_token", "token-value")
+    ensure_secrets(tmp_path, interactive=False)
+    token = (tmp_path / "gateway_responder_token").read_text()
+    assert (tmp_path / "responder_token").read_text() == token
+    info = (tmp_path / "responder_token").stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (RESPONDER_UID, 0o400)
+    # A changed gateway token (rotated by hand) is copied again on the next `up`.
+    write_secret(tmp_path, "gateway_responder_token", "rotated-responder-token-123456")
+    ensure_secrets(tmp_path, interactive=False)
+    assert (tmp_path / "responder_token").read_text() == "rotated-responder-token-123456\n"

@@ -44,3 +44,30 @@ def test_environment_variable_sets_a_setting(monkeypatch: pytest.MonkeyPatch) ->
 def test_egress_subnet_docker_could_hand_out_or_too_small_is_refused(subnet: str) -> None:
     with pytest.raises(ValidationError, match="egress_subnet"):
         Settings(_env_file=None, egress_subnet=subnet)  # type: ignore[call-arg, arg-type]
+
+
+def test_responder_settings_are_checked_and_rendered_for_its_container() -> None:
+    settings = Settings(
+        _env_file=None, responder={"lockdown_priority": "error", "suppress_seconds": 5}
+    )  # type: ignore[call-arg]
+    assert settings.responder_environment() == {
+        "QCSTACK_RESPONDER_LOCKDOWN_PRIORITY": "error",
+        "QCSTACK_RESPONDER_SUPPRESS_SECONDS": "5",
+    }
+    assert (settings.responder_port, settings.test_responder_port) == (8079, 18079)
+
+
+@pytest.mark.parametrize(
+    ("responder", "named"),
+    [
+        ({"lockdown_priority": "severe"}, "lockdown_priority"),
+        ({"no_such_setting": 1}, "no_such_setting"),
+        ({"gateway_url": "http://elsewhere:8080"}, "set by the compose file"),
+        ({"token_file": "/tmp/token"}, "set by the compose file"),
+    ],
+)
+def test_responder_settings_refuse_bad_or_fixed_values(
+    responder: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        Settings(_env_file=None, responder=responder)  # type: ignore[call-arg]

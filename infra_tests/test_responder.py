@@ -1,0 +1,331 @@
+"""DET-08: the Falco alert responder. Alerts in Falco's documented JSON format (json_output, as
+http_output posts them) go from the host to the responder's loopback port; a qcstack Critical
+alert engages lockdown through the real gateway within a second, others are recorded only, bad
+input is refused and still recorded. No Falco binary exists here: the tests post what Falco
+would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra_tests.conftest import (
+    RESPONDER_STATE,
+    Container,
+    audit_entries,
+    stack_container,
+    stack_network,
+)
+from infra_tests.dockerhost import DockerHost
+from stack.admin_api import AdminApi
+from stack.settings import Settings
+from stack.testdata import TEST_ADMIN_NAME, TEST_ADMIN_PASSWORD, TEST_RESPONDER_TOKEN
+
+SERVICE = "falco-responder"
+LOCKDOWN_SECONDS = 1.0
+"""DET-08: lockdown engaged within this long of the alert's POST."""
+DEADLINE_SECONDS = 30.0
+"""The bound of every other wait here."""
+
+
+def falco_alert(priority: str, *, tags: tuple[str, ...] = ("qcstack", "DET-01")) -> dict[str, Any]:
+    """One alert as Falco's json_output writes it; a container of its own per alert, so the
+    responder's repeat suppression (same rule and container) never joins two tests' alerts."""
+    container = f"qcstack-test-{secrets.token_hex(6)}"
+    return {
+        "hostname": "qcstack-test-host",
+        "output": f"10:20:05.408091526: {priority} unexpected process in {container} (proc=sh)",
+        "output_fields": {
+            "container.id": secrets.token_hex(6),
+            "container.name": container,
+            "container.image.repository": "qcstack/qc-mcp",
+            "evt.time.iso8601": "2026-12-06T10:20:05.408091526Z",
+            "proc.name": "sh",
+            "proc.cmdline": "sh -c id",
+            "user.uid": 10001,
+        },
+        "priority": priority,
+        "rule": "qcstack unexpected process",
+        "source": "syscall",
+        "tags": list(tags),
+        "time": "2026-12-06T10:20:05.408091526Z",
+        "uuid": "5b9b6a8e-4a57-4a0b-9a43-9b0b4e0c1a7d",
+    }
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 -- the test stack's loopback port
+        f"{url}/alerts", data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def health(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def responder(docker: DockerHost, project: str) -> Container:
+    return stack_container(docker, project, SERVICE)
+
+
+@pytest.fixture(scope="module")
+def responder_url(settings: Settings, is_local: bool) -> str:
+    if not is_local:
+        pytest.skip(
+            "these tests post alerts from the controller, and a deployed VM's responder port is "
+            "on the VM's loopback alone, with SSH forwarding off (HOST-01)"
+        )
+    return f"http://127.0.0.1:{settings.test_responder_port}"
+
+
+@pytest.fixture(scope="module")
+def admin(settings: Settings, is_local: bool) -> AdminApi:
+    """The gateway's admin API through the relay's loopback port, as the test admin."""
+    if not is_local:
+        pytest.skip("the gateway's admin port is on a deployed VM's loopback alone (NET-01)")
+    base = f"http://127.0.0.1:{settings.test_gateway_port}/admin/api"
+    return AdminApi(base, TEST_ADMIN_NAME, TEST_ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def unlocked(admin: AdminApi) -> Iterator[AdminApi]:
+    """The gateway out of lockdown before the test, and lifted again after it whatever happens,
+    so no other suite finds it locked."""
+    admin.post("/lockdown/lift")
+    try:
+        yield admin
+    finally:
+        admin.post("/lockdown/lift")
+
+
+def responder_audit(docker: DockerHost, responder: Container) -> list[dict[str, Any]]:
+    return audit_entries(docker, responder, f"{RESPONDER_STATE}/audit.jsonl")
+
+
+def running_settings(docker: DockerHost, responder: Container) -> dict[str, Any]:
+    """The settings the running responder reads, from its own settings class, in its container."""
+    source = "from responder.settings import ResponderSettings as S; print(S().model_dump_json())"
+    return dict(
+        json.loads(docker.check("docker exec %s /usr/bin/python3 -c %s", responder.id, source))
+    )
+
+
+def wait_for(condition: Any, seconds: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+@pytest.mark.control("DET-08", "config")
+def test_running_responder_locks_down_from_critical_through_the_gateway(
+    docker: DockerHost, responder: Container
+) -> None:
+    running = running_settings(docker, responder)
+    assert running["lockdown_priority"] == 5, (
+        "lockdown_priority is not Critical"
+    )  # Priority.CRITICAL
+    assert running["lockdown_tag"] == "qcstack"
+    assert running["gateway_url"] == "http://gateway:8080"
+    assert running["otel_endpoint"] == "http://otel-collector:4318/v1/traces"
+    assert running["token_file"] == "/run/secrets/responder_token"  # noqa: S105 -- a path
+
+
+@pytest.mark.control("DET-08", "config")
+def test_responder_token_is_its_own_file_with_the_gateways_value(
+    docker: DockerHost, responder: Container, project: str
+) -> None:
+    mounts = {m["Destination"]: m for m in responder.attrs["Mounts"]}
+    mount = mounts["/run/secrets/responder_token"]
+    assert mount["RW"] is False
+    own = docker.host.file(mount["Source"])
+    assert (own.uid, own.mode) == (10007, 0o400)
+    gateway = stack_container(docker, project, "gateway")
+    theirs = {m["Destination"]: m for m in gateway.attrs["Mounts"]}
+    source = docker.host.file(theirs["/run/secrets/gateway_responder_token"]["Source"])
+    assert own.sha256sum == source.sha256sum, "the two copies of the responder token differ"
+    state = mounts[RESPONDER_STATE]
+    assert (state["Type"], state["RW"]) == ("volume", True)
+
+
+@pytest.mark.control("DET-08", "config")
+def test_responder_reaches_the_gateway_and_collector_and_is_published_on_loopback_only(
+    docker: DockerHost, responder: Container, project: str, settings: Settings
+) -> None:
+    networks = sorted(responder.attrs["NetworkSettings"]["Networks"])
+    assert networks == [stack_network(project, n) for n in ("alerts", "door", "telemetry")]
+    alerts = docker.inspect("network", stack_network(project, "alerts"))
+    assert alerts["Options"].get("com.docker.network.bridge.enable_ip_masquerade") == "false"
+    for internal in ("door", "telemetry"):
+        assert docker.inspect("network", stack_network(project, internal))["Internal"] is True
+    assert responder.host_config["PortBindings"] == {
+        "8765/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(settings.test_responder_port)}]
+    }
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_critical_qcstack_alert_locks_the_gateway_down_within_a_second(
+    docker: DockerHost, responder: Container, responder_url: str, unlocked: AdminApi
+) -> None:
+    alert = falco_alert("Critical")
+    started = time.monotonic()
+    status, answer = post(responder_url, json.dumps(alert).encode())
+    assert (status, answer["action"]) == (200, "lockdown")
+    engaged = wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    elapsed = time.monotonic() - started
+    assert engaged, f"lockdown not engaged {LOCKDOWN_SECONDS} s after the alert"
+    state = unlocked.get("/lockdown")
+    assert state["by"] == "responder" and alert["rule"] in state["reason"], state
+    entry = next(e for e in responder_audit(docker, responder) if e["seq"] == answer["seq"])
+    assert entry["event"] == "falco-alert" and entry["action"] == "lockdown"
+    assert entry["rule"] == alert["rule"] and entry["priority"] == "Critical"
+    assert entry["container"] == alert["output_fields"]["container.name"]
+    assert entry["trace"], "the alert's audit entry names no trace"
+    print(f"lockdown engaged {elapsed:.3f} s after the alert")
+
+
+@pytest.mark.control("DET-08", "behaviour")
+@pytest.mark.parametrize(
+    ("priority", "tags"),
+    [("Warning", ("qcstack", "DET-02")), ("Critical", ("container", "mitre_execution"))],
+    ids=["qcstack-warning", "critical-not-qcstack"],
+)
+def test_alert_below_the_threshold_or_not_qcstacks_is_recorded_only(
+    docker: DockerHost,
+    responder: Container,
+    responder_url: str,
+    unlocked: AdminApi,
+    priority: str,
+    tags: tuple[str, ...],
+) -> None:
+    status, answer = post(responder_url, json.dumps(falco_alert(priority, tags=tags)).encode())
+    assert (status, answer["action"]) == (200, "recorded")
+    assert not wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    entry = next(e for e in responder_audit(docker, responder) if e["seq"] == answer["seq"])
+    assert (entry["action"], entry["priority"], entry["tags"]) == ("recorded", priority, list(tags))
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_repeated_alert_is_recorded_as_suppressed_without_another_lockdown_call(
+    docker: DockerHost, responder: Container, responder_url: str, unlocked: AdminApi
+) -> None:
+    body = json.dumps(falco_alert("Critical")).encode()
+    assert post(responder_url, body)[1]["action"] == "lockdown"
+    assert wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    # The first call's own record is written before the repeat comes.
+    assert wait_for(lambda: not health(responder_url)[1]["lockdown"]["pending"], 5)
+    unlocked.post("/lockdown/lift")
+    status, answer = post(responder_url, body)
+    assert (status, answer["action"]) == (200, "suppressed")
+    assert not wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    entries = [e for e in responder_audit(docker, responder) if e["seq"] >= answer["seq"]]
+    assert entries[0]["action"] == "suppressed"
+    assert not [e for e in entries if e["event"] == "lockdown-call"], "a call for the repeat"
+
+
+MALFORMED = {
+    "not-json": (b"{this is not json", "application/json", 400),
+    "wrong-content-type": (json.dumps(falco_alert("Critical")).encode(), "text/plain", 415),
+    "too-big": (b'{"output": "' + b"A" * (300 * 1024) + b'"}', "application/json", 413),
+    "not-an-object": (b'["rule", "priority"]', "application/json", 422),
+    "no-rule": (b'{"priority": "Critical", "output": "x"}', "application/json", 422),
+    "unknown-priority": (
+        json.dumps({**falco_alert("Critical"), "priority": "Severe"}).encode(),
+        "application/json",
+        422,
+    ),
+    "control-characters": (b"\x1b[2J\x00\nFAKE audit line\r\n", "application/json", 400),
+}
+
+
+@pytest.mark.control("DET-08", "behaviour")
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_alert_is_refused_and_still_recorded(
+    docker: DockerHost, responder: Container, responder_url: str, unlocked: AdminApi, case: str
+) -> None:
+    body, content_type, expected = MALFORMED[case]
+    before = len(responder_audit(docker, responder))
+    status, answer = post(responder_url, body, content_type)
+    assert status == expected and answer["error"] and answer["recorded"] is True
+    (entry,) = responder_audit(docker, responder)[before:]
+    assert entry["event"] == "falco-alert-rejected" and entry["status"] == expected
+    assert entry["bytes"] == len(body)
+    assert entry["sha256"] == hashlib.sha256(body[: entry["sha256_bytes"]]).hexdigest()
+    assert len(entry["excerpt"]) <= 160
+    assert all(c.isascii() and c.isprintable() for c in entry["excerpt"])
+    assert unlocked.get("/lockdown")["locked"] is False
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_unreachable_gateway_is_retried_reported_and_then_locked_down(
+    docker: DockerHost,
+    responder: Container,
+    responder_url: str,
+    unlocked: AdminApi,
+    project: str,
+) -> None:
+    # Both networks it shares with the gateway (its spans' one too) are cut.
+    shared = [stack_network(project, name) for name in ("door", "telemetry")]
+    for network in shared:
+        docker.check("docker network disconnect %s %s", network, responder.id)
+    try:
+        started = len(responder_audit(docker, responder))
+        assert post(responder_url, json.dumps(falco_alert("Critical")).encode())[0] == 200
+        assert wait_for(lambda: health(responder_url)[0] == 503, DEADLINE_SECONDS, 0.2)
+        report = health(responder_url)[1]["lockdown"]
+        assert report["pending"] is True and report["failures"] >= 1 and report["last_error"]
+        failed = [
+            e
+            for e in responder_audit(docker, responder)[started:]
+            if e["event"] == "lockdown-call" and e["outcome"] == "failed"
+        ]
+        assert failed and failed[0]["error"]
+        assert unlocked.get("/lockdown")["locked"] is False
+    finally:
+        for network in shared:
+            docker.check("docker network connect %s %s", network, responder.id)
+        # The retries end before `unlocked` lifts lockdown, whatever failed above.
+        wait_for(lambda: not health(responder_url)[1]["lockdown"]["pending"], DEADLINE_SECONDS, 0.2)
+    assert wait_for(lambda: unlocked.get("/lockdown")["locked"], DEADLINE_SECONDS, 0.2)
+    assert wait_for(lambda: health(responder_url)[0] == 200, DEADLINE_SECONDS, 0.2)
+    outcomes = [e.get("outcome") for e in responder_audit(docker, responder)[started:]]
+    assert outcomes[-1] == "engaged", outcomes
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_audit_log_of_the_responder_verifies(docker: DockerHost, responder: Container) -> None:
+    result = docker.run("docker exec %s /usr/bin/python3 -m responder.audit verify", responder.id)
+    assert result.rc == 0, result.stderr
+    assert "intact" in result.stdout
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_responder_token_is_never_in_its_logs_inspect_or_audit_log(
+    docker: DockerHost, responder: Container
+) -> None:
+    logs = docker.check("docker logs %s 2>&1", responder.id)
+    inspect = docker.check("docker inspect %s", responder.id)
+    audit = json.dumps(responder_audit(docker, responder))
+    assert logs.strip() and audit != "[]", "nothing to search"
+    for text in (logs, inspect, audit):
+        assert TEST_RESPONDER_TOKEN not in text
