@@ -25,6 +25,7 @@ from infra_tests.conftest import (
     stack_network,
 )
 from infra_tests.dockerhost import DockerHost
+from infra_tests.test_tracing import wait_for_spans
 from stack.admin_api import AdminApi
 from stack.settings import Settings
 from stack.testdata import TEST_ADMIN_NAME, TEST_ADMIN_PASSWORD, TEST_RESPONDER_TOKEN
@@ -310,6 +311,30 @@ def test_unreachable_gateway_is_retried_reported_and_then_locked_down(
     assert wait_for(lambda: health(responder_url)[0] == 200, DEADLINE_SECONDS, 0.2)
     outcomes = [e.get("outcome") for e in responder_audit(docker, responder)[started:]]
     assert outcomes[-1] == "engaged", outcomes
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_every_alert_and_refusal_is_a_span_at_the_collector(
+    docker: DockerHost, responder: Container, responder_url: str, unlocked: AdminApi, project: str
+) -> None:
+    recorded = post(responder_url, json.dumps(falco_alert("Notice")).encode())[1]
+    refused = post(responder_url, b"{not json")[1]
+    assert refused["recorded"] is True
+    entries = responder_audit(docker, responder)
+    alert_trace = next(e for e in entries if e["seq"] == recorded["seq"])["trace"]
+    refusal_trace = next(e for e in reversed(entries) if e["event"] == "falco-alert-rejected")
+    wanted = {alert_trace, refusal_trace["trace"]}
+
+    def both(spans: list[Any]) -> bool:
+        return wanted <= {s.trace_id for s in spans if s.service == "qcstack-falco-responder"}
+
+    _, spans = wait_for_spans(docker, project, responder.attrs["Image"], both)
+    assert both(spans), "the collector has no span of the responder for the two alerts"
+    (span,) = [s for s in spans if s.trace_id == alert_trace]
+    assert span.attributes["falco.rule"] == "qcstack unexpected process"
+    assert span.attributes["qcstack.action"] == "recorded"
+    (failed,) = [s for s in spans if s.trace_id == refusal_trace["trace"]]
+    assert failed.status == "ERROR" and failed.attributes["error.type"] == "http.400"
 
 
 @pytest.mark.control("DET-08", "behaviour")

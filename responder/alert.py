@@ -34,7 +34,8 @@ class Priority(enum.IntEnum):
             return cls[name]
         except KeyError:
             names = ", ".join(p.label for p in cls)
-            raise ValueError(f"{value!r} is not one of Falco's priorities ({names})") from None
+            shown = repr(value[:40])
+            raise ValueError(f"{shown} is not one of Falco's priorities ({names})") from None
 
     @property
     def label(self) -> str:

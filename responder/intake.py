@@ -15,6 +15,8 @@ from responder.alert import FalcoAlert
 
 EXCERPT_CHARS = 160
 """How much of a rejected body the audit log keeps: enough to recognise it, no more."""
+REASON_CHARS = 500
+"""The longest reason given (and recorded) for a refusal."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,12 @@ class Rejection:
         return {
             "event": "falco-alert-rejected",
             "status": self.status,
-            "reason": self.reason,
+            "reason": self.reason[:REASON_CHARS],
             "bytes": self.size,
             "sha256": self.sha256,
             "sha256_bytes": self.hashed,
             "excerpt": self.excerpt,
-            "content_type": self.content_type[:100],
+            "content_type": safe_excerpt(self.content_type.encode()),
         }
 
 
@@ -80,7 +82,10 @@ async def read_alert(request: Request, max_bytes: int) -> FalcoAlert | Rejection
     def refuse(status: int, reason: str) -> Rejection:
         size = int(declared) if declared.isdigit() else len(body)
         digest = hashlib.sha256(body).hexdigest()
-        return Rejection(status, reason, size, digest, len(body), safe_excerpt(body), content_type)
+        excerpt = safe_excerpt(body)
+        return Rejection(
+            status, reason[:REASON_CHARS], size, digest, len(body), excerpt, content_type
+        )
 
     if too_big:
         return refuse(413, f"the alert is over {max_bytes} bytes (setting max_body_bytes)")

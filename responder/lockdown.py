@@ -61,7 +61,8 @@ class LockdownCaller:
         self._thread.start()
 
     def engage(self, reason: str, trace: str | None) -> None:
-        """Asks for lockdown; the call starts at once on the caller's thread, never this one."""
+        """Asks for lockdown and returns: the call starts at once on the background thread, so
+        the alert's answer never waits for the gateway."""
         with self._lock:
             self._status = CallerStatus(True, 0, False, "", self._status.engaged)
         self._wanted.put(Wanted(reason[:MAX_REASON_CHARS], trace))
@@ -98,7 +99,8 @@ class LockdownCaller:
                 self._keep({"outcome": "engaged", "attempt": attempt, "trace": wanted.trace})
                 logger.warning("lockdown engaged at the gateway (attempt %d)", attempt)
                 with self._lock:
-                    self._status = CallerStatus(False, 0, False, "", self._status.engaged + 1)
+                    queued = not self._wanted.empty()
+                    self._status = CallerStatus(queued, 0, False, "", self._status.engaged + 1)
                 return
             self._note_failure(wanted, attempt, error)
             if attempt < attempts and self._stopping.wait(delay):
@@ -116,7 +118,8 @@ class LockdownCaller:
 
     def _note_failure(self, wanted: Wanted, attempt: int, error: str) -> None:
         self._keep({"outcome": "failed", "attempt": attempt, "error": error, "trace": wanted.trace})
-        logger.warning("lockdown call %d failed: %s; retrying", attempt, error)
+        left = self.settings.retry_attempts - attempt
+        logger.warning("lockdown call %d failed: %s; %d attempts left", attempt, error, left)
         with self._lock:
             self._status = CallerStatus(True, attempt, False, error, self._status.engaged)
 

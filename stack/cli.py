@@ -184,11 +184,16 @@ def cmd_lockdown(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+AUDITED_SERVICES = {"gateway": "gateway.audit", "falco-responder": "responder.audit"}
+"""The services that keep a hash-chained audit log, and the module that verifies each."""
+
+
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    """Runs the gateway's own verifier inside its container, on the log in its volume."""
+    """Runs the service's own verifier inside its container, on the log in its volume."""
     project = operator_project(settings)
     project.write_rendered_files()
-    command = project.command("exec", "-T", "gateway", "/usr/bin/python3", "-m", "gateway.audit")
+    module = AUDITED_SERVICES[args.service]
+    command = project.command("exec", "-T", args.service, "/usr/bin/python3", "-m", module)
     result = run([*command, "verify"], env=project.environment(), check=False)
     return result.returncode
 
@@ -491,8 +496,11 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     lockdown.add_argument("--reason", help="why lockdown is engaged (recorded in the audit log)")
     lockdown.set_defaults(handler=cmd_lockdown)
-    audit = commands.add_parser("audit", help="check the gateway's hash-chained audit log")
+    audit = commands.add_parser(
+        "audit", help="check the hash-chained audit log of the gateway (or the responder)"
+    )
     audit.add_argument("action", choices=["verify"])
+    audit.add_argument("--service", choices=sorted(AUDITED_SERVICES), default="gateway")
     audit.set_defaults(handler=cmd_audit_verify)
 
 

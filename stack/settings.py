@@ -56,6 +56,22 @@ def service_environment(prefix: str, values: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def checked_service_settings(
+    service: str, model: type[BaseSettings], fixed: set[str], value: dict[str, Any]
+) -> dict[str, Any]:
+    """A service's own settings as given in ours: checked by its settings class; the ones its
+    compose service sets itself (`fixed`) refused."""
+    if fixed & set(value):
+        raise ValueError(
+            f"{sorted(fixed & set(value))} are set by the compose file, not by settings"
+        )
+    try:
+        model(**value)
+    except ValidationError as error:
+        raise ValueError(f"{service} settings: {error}") from error
+    return value
+
+
 def env_file(variables: dict[str, str]) -> str:
     """Variables as the lines of a compose env_file."""
     return "".join(f"{name}={value}\n" for name, value in variables.items())
@@ -178,14 +194,8 @@ class Settings(BaseSettings):
             "admins_file",
             "responder_token_file",
             "otel_endpoint",
-        } & set(value)
-        if fixed:
-            raise ValueError(f"{sorted(fixed)} are set by the compose file, not by settings")
-        try:
-            GatewaySettings(**value)
-        except ValidationError as error:
-            raise ValueError(f"gateway settings: {error}") from error
-        return value
+        }
+        return checked_service_settings("gateway", GatewaySettings, fixed, value)
 
     def gateway_environment(self) -> dict[str, str]:
         """The gateway's settings as the variables its container reads (JSON for non-strings)."""
@@ -197,15 +207,7 @@ class Settings(BaseSettings):
         from responder.settings import ResponderSettings
 
         fixed = {"host", "port", "gateway_url", "state_dir", "token_file", "otel_endpoint"}
-        if fixed & set(value):
-            raise ValueError(
-                f"{sorted(fixed & set(value))} are set by the compose file, not by settings"
-            )
-        try:
-            ResponderSettings(**value)
-        except ValidationError as error:
-            raise ValueError(f"responder settings: {error}") from error
-        return value
+        return checked_service_settings("responder", ResponderSettings, fixed, value)
 
     def responder_environment(self) -> dict[str, str]:
         """The responder's settings as the variables its container reads."""

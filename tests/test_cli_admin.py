@@ -150,8 +150,15 @@ def test_cli_says_when_the_gateway_is_not_running(
 # ---- audit verify -------------------------------------------------------------------------
 
 
-def test_audit_verify_runs_the_gateways_verifier_in_its_container(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("extra", "service", "module"),
+    [
+        ((), "gateway", "gateway.audit"),
+        (("--service", "falco-responder"), "falco-responder", "responder.audit"),
+    ],
+)
+def test_audit_verify_runs_the_services_verifier_in_its_container(
+    monkeypatch: pytest.MonkeyPatch, extra: tuple[str, ...], service: str, module: str
 ) -> None:
     ran: list[list[str]] = []
 
@@ -161,12 +168,12 @@ def test_audit_verify_runs_the_gateways_verifier_in_its_container(
 
     monkeypatch.setattr(cli, "run", fake_run)
     monkeypatch.setattr(cli.ComposeProject, "write_rendered_files", lambda self: None)
-    assert cli.main(["audit", "verify"]) == 0
+    assert cli.main(["audit", "verify", *extra]) == 0
     command = ran[0]
     assert command[:2] == ["docker", "compose"]
     exec_at = command.index("exec")
     assert command[exec_at:] == [
-        "exec", "-T", "gateway", "/usr/bin/python3", "-m", "gateway.audit", "verify",
+        "exec", "-T", service, "/usr/bin/python3", "-m", module, "verify",
     ]  # fmt: skip
 
 

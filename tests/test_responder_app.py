@@ -320,3 +320,11 @@ def test_start_refuses_an_empty_token_file(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("QCSTACK_RESPONDER_STATE_DIR", str(tmp_path))
     with pytest.raises(SystemExit, match="empty"):
         server.main()
+
+
+def test_a_refusal_never_echoes_a_long_input_back(running: Running) -> None:
+    answer = running.post({"rule": "r", "priority": "LOUD" * 10_000})
+    assert answer.status_code == 422
+    (entry,) = running.entries()
+    for reason in (answer.json()["error"], entry["reason"]):
+        assert "priority" in reason and len(reason) <= 500 and "LOUD" * 20 not in reason
