@@ -1,13 +1,17 @@
 """RUN-05: the pure parts of the seccomp record/verify workload: the record stack's gateway
-settings, what it expects of the gateway's answers, and the requests it sends the admin side."""
+settings, what it expects of the gateway's answers, the requests it sends the admin side, and
+the alerts it sends the Falco responder."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
+from starlette.requests import Request
 
 from gateway.admin.guard import MAX_BODY_BYTES
 from gateway.admin.pages import detail_page, login_page
@@ -16,7 +20,12 @@ from gateway.lockdown import LockdownState
 from gateway.policy import Profile, listed
 from gateway.settings import GatewaySettings
 from gateway.tools import TOOL_KINDS
-from stack.seccomp import admin
+from responder.alert import FalcoAlert
+from responder.app import Responder
+from responder.intake import Rejection, read_alert
+from responder.repeats import Repeats
+from responder.settings import ResponderSettings
+from stack.seccomp import admin, alerts
 from stack.seccomp.drive import check_gateway_report
 from stack.seccomp.stage import RATE_LIMITED_TOOL, RECORD_GATEWAY_ENVIRONMENT
 from stack.seccomp.workload import PROBES, SOURCES
@@ -160,3 +169,65 @@ def test_workload_scripts_compile(name: str) -> None:
 def test_probes_compile() -> None:
     for name in PROBES:
         compile((SOURCES / "probes" / f"{name}.py").read_text(encoding="utf-8"), name, "exec")
+
+
+def action_of(alert: alerts.Alert, repeats: Repeats) -> str:
+    """What the responder's own rule (Responder.action_for) does with the alert."""
+    responder = cast(Responder, SimpleNamespace(settings=ResponderSettings(), repeats=repeats))
+    return Responder.action_for(responder, FalcoAlert.model_validate_json(alerts.Alert.body(alert)))
+
+
+def test_workload_alerts_get_the_action_the_workload_expects_in_its_order() -> None:
+    # one responder process from the first alert to the restart, a new one after it
+    repeats = Repeats(ResponderSettings().suppress_seconds)
+    sent = [
+        alerts.WARNING,
+        alerts.CRITICAL,
+        alerts.REPEATED,
+        alerts.UNTAGGED,
+        alerts.COLLECTOR_DOWN,
+        alerts.GATEWAY_DOWN,
+    ]
+    assert [action_of(alert, repeats) for alert in sent] == [alert.action for alert in sent]
+    restarted = Repeats(ResponderSettings().suppress_seconds)
+    assert action_of(alerts.AFTER_RESTART, restarted) == alerts.AFTER_RESTART.action
+    assert {alert.action for alert in sent} == {"lockdown", "recorded", "suppressed"}
+
+
+def request_from(raw: bytes) -> Request:
+    """A Starlette request from the bytes the workload sends (Content-Length or chunked)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = request_line.split(" ")
+    headers = [
+        tuple(part.strip().lower().encode() for part in line.split(":", 1)) for line in lines
+    ]
+    if (b"transfer-encoding", b"chunked") in headers:
+        decoded, rest = b"", body
+        while (size := int(rest.split(b"\r\n", 1)[0], 16)) > 0:
+            chunk_start = rest.index(b"\r\n") + 2
+            decoded += rest[chunk_start : chunk_start + size]
+            rest = rest[chunk_start + size + 2 :]
+        body = decoded
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": method, "path": path, "headers": headers}
+    return Request(scope, receive)
+
+
+@pytest.mark.parametrize(
+    "what", [what for what, _, _ in alerts.refused(ResponderSettings().max_body_bytes)]
+)
+def test_refused_alert_bodies_get_the_status_the_workload_expects(what: str) -> None:
+    limit = ResponderSettings().max_body_bytes
+    (raw, status), *_ = [(r, s) for w, r, s in alerts.refused(limit) if w == what]
+    assert f"Host: {alerts.HOST}\r\n" in raw.decode("latin-1")
+    received = asyncio.run(read_alert(request_from(raw), limit))
+    assert isinstance(received, Rejection) and received.status == status, received

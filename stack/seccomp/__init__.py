@@ -1,5 +1,5 @@
-"""The seccomp allow-lists (RUN-05) of qc-mcp, the egress proxy, the gateway and its relay:
-record, generate, verify."""
+"""The seccomp allow-lists (RUN-05) of qc-mcp, the egress proxy, the gateway and its relay, the
+collector and the Falco responder: record, generate, verify."""
 
 from __future__ import annotations
 

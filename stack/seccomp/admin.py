@@ -215,11 +215,11 @@ class Pages:
         self.expect(self.request("GET", "/admin/"), "the list, signed out", 303, "/admin/login")
 
 
-def raw(request: bytes, send_first: int | None = None) -> str:
-    """A request written to a socket as is (the part up to send_first only, if given); the
-    status line of the answer, or the error."""
+def raw(request: bytes, send_first: int | None = None, port: int = RECORD_GATEWAY_PORT) -> str:
+    """A request written to a socket on a published port (the gateway's unless given) as is (the
+    part up to send_first only, if given); the status line of the answer, or the error."""
     try:
-        with socket.create_connection((HOST, RECORD_GATEWAY_PORT), timeout=30) as connection:
+        with socket.create_connection((HOST, port), timeout=30) as connection:
             try:
                 connection.sendall(request if send_first is None else request[:send_first])
             except OSError as error:  # the gateway answered and closed before the end

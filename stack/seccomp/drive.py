@@ -18,9 +18,16 @@ from typing import Any
 from gateway.policy import Profile, listed
 from gateway.settings import GatewaySettings
 from gateway.tools import TOOL_KINDS
-from stack.seccomp import SeccompError, admin, log
-from stack.seccomp.host import HOST_ENVIRONMENT, docker
-from stack.seccomp.services import GATEWAY, GATEWAY_RELAY, OTEL_COLLECTOR, QC_MCP, SERVICES
+from stack.seccomp import SeccompError, admin, alerts, log
+from stack.seccomp.host import HOST_ENVIRONMENT, docker, verify_audit_log
+from stack.seccomp.services import (
+    FALCO_RESPONDER,
+    GATEWAY,
+    GATEWAY_RELAY,
+    OTEL_COLLECTOR,
+    QC_MCP,
+    SERVICES,
+)
 from stack.seccomp.stage import (
     CANARY_CONTAINER,
     CANARY_PORT,
@@ -235,15 +242,10 @@ def check_audit(running: Running, more_than: int = 0) -> int:
     log(f"gateway audit log: {audit}")
     if not audit["ok"] or audit["entries"] <= more_than:
         raise SeccompError(f"the audit log is broken or did not grow past {more_than}: {audit}")
-    done = docker(
-        "exec", running.gateway, "/usr/bin/python3", "-m", "gateway.audit", "verify",
-        check=False, timeout=60,
-    )  # fmt: skip
-    said = (done.stdout + done.stderr).strip()
-    log(f"python3 -m gateway.audit verify: {done.returncode}: {said}")
-    if done.returncode != 0 or f"intact, {audit['entries']} entries" not in said:
-        raise SeccompError(f"python3 -m gateway.audit verify: {done.returncode}: {said}")
-    return int(audit["entries"])
+    entries, said = verify_audit_log(running.gateway, "gateway")
+    if entries != audit["entries"]:
+        raise SeccompError(f"python3 -m gateway.audit verify: {said}; the tooling read {audit}")
+    return entries
 
 
 def max_request_bytes(stage: Stage) -> int:
@@ -305,16 +307,29 @@ def published_port(*, gateway_up: bool) -> None:
 
 
 def restart_gateway(stage: Stage, running: Running, workload: Workload) -> None:
-    """The gateway stopped (clean exit) while the relay stays up and is asked for it, then
-    started again on its volume (the audit log reopened, its chain read back); then the relay
-    stopped and started again. Their new cgroups are recorded too."""
+    """The gateway stopped (clean exit) while the relay stays up and is asked for it, and a
+    Critical alert comes to the responder, whose lockdown calls fail and are retried; then the
+    gateway started again on its volume (the audit log reopened, its chain read back), the
+    responder's lockdown getting through at last (lifted by the admin); then the relay stopped
+    and started again. Their new cgroups are recorded too."""
     stage.stop_service(running, GATEWAY.name)
-    if container_state(running.relay).get("Running") is not True:
-        raise SeccompError("stopping the gateway stopped the relay too")
+    for name in (GATEWAY_RELAY.name, FALCO_RESPONDER.name):
+        if container_state(running.containers[name]).get("Running") is not True:
+            raise SeccompError(f"stopping the gateway stopped {name} too")
     published_port(gateway_up=False)
+    workload.failures += alerts.alert_while_gateway_down()
     stage.start_again(running, GATEWAY.name)
+    alerts.wait_for_lockdown("the alert that came while the gateway was down", timeout=60)
     stage.stop_service(running, GATEWAY_RELAY.name)
     stage.start_again(running, GATEWAY_RELAY.name)
+    workload.started(running)
+
+
+def restart_responder(stage: Stage, running: Running, workload: Workload) -> None:
+    """The responder stopped (clean exit, SIGTERM through docker-init) and started again on its
+    volume: its audit log reopened and its chain read back. Its new cgroup is recorded too."""
+    stage.stop_service(running, FALCO_RESPONDER.name)
+    stage.start_again(running, FALCO_RESPONDER.name)
     workload.started(running)
 
 
@@ -335,6 +350,7 @@ def exercise_collector(stage: Stage, running: Running, workload: Workload) -> li
     failures = [] if status == 200 else [f"the collector answered the OTLP/JSON span {status}"]
     stage.stop_service(running, OTEL_COLLECTOR.name)
     run_client(stage, expect_success=True)
+    failures += alerts.post(alerts.COLLECTOR_DOWN)  # its span cannot be sent
     stage.start_again(running, OTEL_COLLECTOR.name)
     workload.started(running)
     return failures
@@ -420,10 +436,11 @@ def stop_and_continue(running: Running) -> None:
     """SIGSTOP then SIGCONT to every process of every service, as a debugger or a freeze would.
 
     A timed futex wait interrupted this way resumes through restart_syscall, which the kernel
-    makes the process call: the docker exec'd sleepers in qc-mcp and the gateway must still
-    finish their waits. Each waits in a thread of its own, which then ends (the `exit` syscall,
-    as the servers' worker threads do when their pools shrink). Python's join returns before the
-    ended thread's last syscall, so the sleeper lingers a moment before the process exits.
+    makes the process call: the docker exec'd sleepers in the Python services (qc-mcp, the
+    gateway, the responder) must still finish their waits. Each waits in a thread of its own,
+    which then ends (the `exit` syscall, as the servers' worker threads do when their pools
+    shrink). Python's join returns before the ended thread's last syscall, so the sleeper
+    lingers a moment before the process exits.
     """
     command = (
         "import threading; t = threading.Thread(target=threading.Event().wait, args=(3.5,)); "
@@ -437,7 +454,7 @@ def stop_and_continue(running: Running) -> None:
             text=True,
             env=HOST_ENVIRONMENT,
         )
-        for container in (running.qc_mcp, running.gateway)
+        for container in (running.qc_mcp, running.gateway, running.responder)
     ]
     time.sleep(1.5)
     members = [pid for name in SERVICES for pid in namespace_members(running.containers[name])]
@@ -494,6 +511,8 @@ def drive_workload(
         run_gateway_client(stage, route, upstream_up=True)
     workload.failures += exercise_admin_side(stage, running)
     published_port(gateway_up=True)
+    workload.failures += alerts.exercise(stage)
+    alerted = alerts.check_audit(running)
     audited = check_audit(running)
     run_probes(running.qc_mcp)
     workload.failures += exercise_proxy(stage, running)
@@ -509,9 +528,12 @@ def drive_workload(
         docker("unpause", running.containers[name])
     stop_and_continue(running)
     restart_gateway(stage, running, workload)
+    restart_responder(stage, running, workload)
+    workload.failures += alerts.post(alerts.AFTER_RESTART)
     run_client(stage, expect_success=True)
     run_gateway_client(stage, "relay", upstream_up=True)
     check_audit(running, more_than=audited)
+    alerts.check_audit(running, more_than=alerted)
     for name in SERVICES:
         wait_for_healthchecks(running.containers[name], 3)
     workload.logs.append(stage.stop(running))

@@ -140,6 +140,14 @@ SERVICE_DENIED: Mapping[str, Mapping[str, str]] = {
         "collector and of its healthcheck names its memory with prctl(PR_SET_VMA, "
         "PR_SET_VMA_ANON_NAME) at start and ignores failures, as in the relay",
     },
+    "falco-responder": {
+        "getppid": "seen only from runc's init, before the filter; the responder never calls it",
+        "pipe2": "seen only from runc's init, before the filter; the responder never calls it "
+        "(asyncio's self-pipe is a socketpair)",
+        "prctl": "besides runc before the filter (RUNC_INIT_ONLY), only the Go healthcheck's "
+        "runtime, naming its memory with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME) and ignoring "
+        "failures, as in the gateway. Python and uvicorn never call it",
+    },
 }
 
 # Per service: syscalls allowed although the recording did not see them, each with its reason.
@@ -185,6 +193,13 @@ SOCKET_FAMILIES_DENIED: Mapping[str, Mapping[int, str]] = {
         "for IPv6 once at import by opening an AF_INET6 socket to bind ::1. Denied, the probe "
         "fails and urllib3 takes the host for IPv4-only, which the stack's networks are; the "
         "gateway listens, resolves and connects over IPv4 alone",
+    },
+    "falco-responder": {
+        10: "AF_INET6: urllib3 (under the OTLP span exporter, as in the gateway) probes for IPv6 "
+        "once at import, one AF_INET6 socket per start (one in each of the recording's three "
+        "responder containers). Denied, urllib3 takes the host for IPv4-only, which the "
+        "stack's networks are; the responder listens on 0.0.0.0, and its calls to the gateway "
+        "and the collector and its DNS lookups are IPv4",
     },
     "egress-proxy": {
         16: "AF_NETLINK (NETLINK_NETFILTER): squid is built with libnetfilter_conntrack and "

@@ -145,6 +145,34 @@ OTEL_COLLECTOR = Service(
         "pause/unpause, SIGSTOP/SIGCONT."
     ),
 )
+FALCO_RESPONDER = Service(
+    name="falco-responder",
+    uid=10007,
+    main_comm="python3",
+    main="the responder (python3 -m responder: uvicorn, Starlette, its lockdown caller's thread)",
+    execd=(
+        "docker exec'd /usr/local/bin/healthcheck (Go, static): the healthchecks; and python3: "
+        "the audit log's verifier (`python3 -m responder.audit verify`) and the workload's timed "
+        "wait"
+    ),
+    # A responder that gives up engaging lockdown says so in its log: a refused syscall in its
+    # calls to the gateway would surface there too.
+    log_alarms=("Operation not permitted", "gave up engaging lockdown"),
+    workload=(
+        "responder start, clean stop (SIGTERM) and restart on its state volume (the audit log "
+        "reopened and its chain read back), healthchecks, Falco alerts POSTed from the host to "
+        "its published loopback port: a qcstack-tagged Critical alert that engages the "
+        "gateway's lockdown through POST /admin/api/lockdown/engage (lifted by the admin "
+        "after), a Warning and an untagged Critical alert recorded only, a repeat suppressed, "
+        "refused bodies (not JSON 400, wrong content type 415, over the size limit 413, stated "
+        "and chunked, not an alert 422), each audited (O_APPEND write and fsync); its spans to "
+        "the collector, and alerts while the collector is stopped; a Critical alert while the "
+        "gateway is stopped (the lockdown call retried with backoff until the gateway is back); "
+        "the audit log verified with `python3 -m responder.audit verify`; docker pause/unpause, "
+        "SIGSTOP/SIGCONT."
+    ),
+)
 SERVICES: dict[str, Service] = {
-    s.name: s for s in (QC_MCP, EGRESS_PROXY, GATEWAY, GATEWAY_RELAY, OTEL_COLLECTOR)
+    s.name: s
+    for s in (QC_MCP, EGRESS_PROXY, GATEWAY, GATEWAY_RELAY, OTEL_COLLECTOR, FALCO_RESPONDER)
 }

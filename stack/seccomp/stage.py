@@ -1,7 +1,8 @@
 """The private folder and the compose project of one recording or verification run.
 
 The project is a real test stack (compose.yaml + compose/test.yaml: the gateway and its relay,
-qc-mcp, the egress proxy and the QuantConnect API double), with canary credentials, a throwaway
+qc-mcp, the egress proxy, the collector, the Falco responder and the QuantConnect API double),
+with canary credentials, a throwaway
 test CA and the profiles under test for every recorded service, all in the run's own folder.
 """
 
@@ -20,6 +21,7 @@ from stack.seccomp import SeccompError, log
 from stack.seccomp.host import docker
 from stack.seccomp.services import (
     EGRESS_PROXY,
+    FALCO_RESPONDER,
     GATEWAY,
     GATEWAY_RELAY,
     OTEL_COLLECTOR,
@@ -37,6 +39,7 @@ RECORD_PROJECT = "qcstack-record"  # every container, network and secret here li
 # proxy's policy admits this subnet alone, as it does for the other stacks.
 RECORD_EGRESS_SUBNET = IPv4Network("10.231.252.0/28")
 RECORD_GATEWAY_PORT = 18090  # likewise beside the test stack's 18080 and the operator's 8080
+RECORD_RESPONDER_PORT = 18091  # the responder's, beside the test stack's 18079 and the operator's
 API_DOUBLE = "qc-api-double"  # compose/test.yaml's QuantConnect API double: not recorded
 WORKLOAD_UID = 10003  # the containers below: no service's uid, so bpftrace skips them
 CLIENT_CONTAINER = "qcrec-client"  # the MCP client, on the mcp network
@@ -94,6 +97,7 @@ def container_state(container: str) -> dict[str, object]:
 # Python's servers end with 0, or 143 when uvicorn re-raises SIGTERM at itself; the relay and
 # squid exit 0.
 CLEAN_EXIT_CODES: Mapping[str, tuple[int, ...]] = {
+    FALCO_RESPONDER.name: (0, 143),  # uvicorn, as the gateway: first, as it calls the gateway
     GATEWAY_RELAY.name: (0,),
     GATEWAY.name: (0, 143),
     QC_MCP.name: (0, 143),
@@ -123,6 +127,10 @@ class Running:
     @property
     def relay(self) -> str:
         return self.containers[GATEWAY_RELAY.name]
+
+    @property
+    def responder(self) -> str:
+        return self.containers[FALCO_RESPONDER.name]
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,7 @@ class Stage:
             overrides=(self.override,),
             egress_subnet=RECORD_EGRESS_SUBNET,
             gateway_port=RECORD_GATEWAY_PORT,
+            responder_port=RECORD_RESPONDER_PORT,
             secrets_dir=self.secrets,
             seccomp_dir=self.profile_dir,
         )
@@ -263,8 +272,9 @@ class Stage:
             time.sleep(1)
 
     def stop(self, running: Running) -> dict[str, str]:
-        """Stops each service, clients first (the relay, the gateway, qc-mcp, then the proxy);
-        checks each ended cleanly; returns their logs; then takes the project down."""
+        """Stops each service, clients first (the responder, the relay, the gateway, qc-mcp, the
+        collector, then the proxy); checks each ended cleanly; returns their logs; then takes the
+        project down."""
         logs = {name: self.stop_service(running, name) for name in CLEAN_EXIT_CODES}
         self.remove_our_containers()  # attached to the outside network, which down removes
         self.project().down(remove_volumes=True)

@@ -71,7 +71,8 @@ tracepoint:syscalls:sys_enter_clone /UIDS/ {
 
 class Tracer:
     """bpftrace counting every syscall made as the services' uids (10001 qc-mcp, 10002
-    egress-proxy, 10004 gateway, 10005 gateway-relay), keyed by cgroup (v2 id), process and comm.
+    egress-proxy, 10004 gateway, 10005 gateway-relay, 10006 otel-collector, 10007
+    falco-responder), keyed by cgroup (v2 id), process and comm.
 
     The cgroup, not the pid namespace: a namespace's inode number is reused as soon as the
     namespace is freed, so while other stacks start and stop (a test stack, the mutation check),

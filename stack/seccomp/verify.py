@@ -146,8 +146,11 @@ def verify(settings: Settings, profile_dir: Path) -> bool:
             "run with the stored brokerage settings; the gateway's refusals (401, unknown and "
             "credentialed live calls, the rate limit, lockdown by the responder and its flag "
             "file, malformed and refused admin requests) hold, its audit chain verifies (also "
-            "with python3 -m gateway.audit verify) after a restart; probes pass, proxy denials "
-            "hold, the deny checks hold in qc-mcp and the "
-            "gateway, every process filtered (Seccomp: 2), clean stops, no EPERM/FATAL in the logs"
+            "with python3 -m gateway.audit verify) after a restart; the responder records each "
+            "Falco alert, engages lockdown for the qcstack Critical ones (retrying while the "
+            "gateway is down), refuses malformed bodies, and its audit chain verifies after a "
+            "restart; probes pass, proxy denials hold, the deny checks hold in qc-mcp, the "
+            "gateway and the responder, every process filtered (Seccomp: 2), clean stops, no "
+            "EPERM/FATAL in the logs"
         )
     return not failures
