@@ -272,8 +272,6 @@ def audit_entries(docker: DockerHost, container: Container, path: str) -> list[d
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-
-
 def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]]:
     """Every entry of the gateway's audit log."""
     return audit_entries(docker, gateway, f"{GATEWAY_STATE}/audit.jsonl")
