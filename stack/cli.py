@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from stack.compose import ComposeProject
 from stack.process import CommandError, run, step
 from stack.settings import Settings
@@ -319,6 +321,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
         secrets_dir=secrets_dir,
         test_stack=args.test_stack,
         gateway_port=port,
+        responder_port=settings.responder_port,
     )
     with step(f"{'plan' if args.dry else 'deploy'} compose project {project} to {args.inventory}"):
         result = run_deploy(args.inventory, plan, dry=args.dry)
@@ -326,8 +329,13 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+TEST_VM_FALCO_OFF = "the test VM cannot reach Falco's repository, and no Falco package exists here"
+"""Why the test VM is deployed with falco=off; HOST-07's tests skip there, saying Falco is not
+installed."""
+
+
 def vm_test_plan(settings: Settings) -> DeployPlan:
-    """The deploy plan of a test stack with fresh canary secrets, for the test VM."""
+    """The deploy plan of a test stack with fresh canary secrets, for the test VM; Falco off."""
     from stack.deploy.plan import make_plan
 
     return make_plan(
@@ -336,6 +344,8 @@ def vm_test_plan(settings: Settings) -> DeployPlan:
         secrets_dir=prepare_test_secrets(settings, settings.build_dir / "vm-secrets"),
         test_stack=True,
         gateway_port=settings.test_gateway_port,
+        responder_port=settings.responder_port,
+        falco_off_because=TEST_VM_FALCO_OFF,
     )
 
 
@@ -407,6 +417,11 @@ def cmd_vm_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
             run_deploy(vm.inventory, plan, dry=False)
         for control in CONTROLS:
             if control.disable_on_host is None or (args.control and control.id not in args.control):
+                continue
+            if control.id == "HOST-07" and plan.falco.mode == "off":
+                print(
+                    f"HOST-07 not switched off: Falco is off on the test VM ({TEST_VM_FALCO_OFF})"
+                )
                 continue
             with step(f"{control.id} switched off on the VM: {control.title}"):
                 report = reports / f"vm-{control.id}.json"
@@ -568,4 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(settings, args)
     except CommandError as error:
         print(f"qcstack: {error}", file=sys.stderr)
+        return 1
+    except ValidationError as error:
+        print(f"qcstack: a setting is wrong (QCSTACK_* or qcstack.env):\n{error}", file=sys.stderr)
         return 1

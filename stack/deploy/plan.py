@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stack.build.images import IMAGES
 from stack.deploy import files
+from stack.deploy.falco import FalcoPlan, make_falco_plan
 from stack.egress import render_policy
 from stack.process import CommandError, output, run, step
 from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
@@ -54,6 +55,8 @@ class DeployPlan:
     secrets: tuple[Secret, ...]
     mirror: str
     archive_dir: Path
+    falco: FalcoPlan
+    """HOST-07: Falco on the VM, from its repository, from a package file, or off."""
     """Where `docker save` archives of the images to ship are kept on the controller."""
 
 
@@ -101,7 +104,11 @@ def make_plan(
     secrets_dir: Path,
     test_stack: bool,
     gateway_port: int,
+    responder_port: int,
+    falco_off_because: str = "",
 ) -> DeployPlan:
+    """The deploy of one compose project. With `falco_off_because`, Falco is left off whatever
+    settings.falco says, and the plan says why."""
     root = settings.repo_root
     tags = tuple(settings.image(recipe.name) for recipe in IMAGES)
     copied = {
@@ -125,6 +132,7 @@ def make_plan(
                 image_tag=settings.image_tag,
                 egress_subnet=str(settings.egress_subnet),
                 gateway_port=gateway_port,
+                extra={"QCSTACK_RESPONDER_PORT": str(responder_port)},
             ),
             0o644,
         ),
@@ -150,6 +158,14 @@ def make_plan(
         secrets=plan_secrets(secrets_dir, test_stack),
         mirror=settings.debian_mirror,
         archive_dir=settings.build_dir / "deploy",
+        falco=make_falco_plan(
+            settings.falco,
+            root,
+            responder_port,
+            settings.falco_package,
+            settings.falco_package_sha256,
+            falco_off_because,
+        ),
     )
 
 
