@@ -348,7 +348,10 @@ def falco_on_host(plan: DeployPlan) -> None:
     masked = _fact(f"systemctl is-enabled {falco.FALCOCTL_SERVICE} 2>/dev/null || true")
     server.shell(
         name=steps["falcoctl"],
-        commands=[f"systemctl mask --now {falco.FALCOCTL_SERVICE}"],
+        commands=[
+            f"systemctl mask {falco.FALCOCTL_SERVICE}",
+            f"systemctl stop {falco.FALCOCTL_SERVICE} 2>/dev/null || true",
+        ],
         _if=_unless(masked == "masked"),
     )
     _put_text(steps["stage_config"], falco.STAGED_CONFIG, plan.falco.config, 0o644)
