@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +237,83 @@ def test_falco_settings_refuse_what_cannot_be_deployed(
     values = {key: str(deb) if value == "DEB" else value for key, value in values.items()}
     with pytest.raises(ValidationError, match=message):
         Settings(**values)  # type: ignore[arg-type]
+
+
+FAKE_CURL = """\
+#!/bin/sh
+# Stands in for the download alone: copies the test's key file to curl's -o.
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+cp "$QCSTACK_TEST_KEY_FILE" "$out"
+"""
+
+
+@pytest.fixture
+def served_keys(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Two throwaway signing keys, armored in one file as a repository would serve them; yields
+    (the file, their fingerprints)."""
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed on this machine: the key script's check needs it")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home)]
+    for name in ("first", "second"):
+        user = f"{name} <{name}@qcstack.invalid>"
+        subprocess.run(
+            [*gpg, "--passphrase", "", "--quick-gen-key", user, "ed25519", "sign", "never"],
+            check=True,
+            capture_output=True,
+        )
+    listing = subprocess.run(
+        [*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True, text=True
+    ).stdout
+    fingerprints = [
+        line.split(":")[9]
+        for previous, line in pairwise(listing.splitlines())
+        if previous.startswith("pub:") and line.startswith("fpr:")
+    ]
+    served = tmp_path / "key.asc"
+    served.write_bytes(subprocess.run([*gpg, "--armor", "--export"], capture_output=True).stdout)
+    yield served, fingerprints
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
+def run_key_script(tmp_path: Path, served: Path, keyring: Path, fingerprint: str) -> Any:
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "curl").write_text(FAKE_CURL)
+    (fake / "curl").chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "QCSTACK_TEST_KEY_FILE": str(served),
+    }
+    script = falco.install_key(str(keyring), fingerprint)
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+
+
+def fingerprints_in(keyring: Path) -> list[str]:
+    command = falco.key_fingerprints_command(str(keyring))
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.split()
+
+
+def test_keyring_holds_the_pinned_key_alone_of_what_is_served(
+    tmp_path: Path, served_keys: tuple[Path, list[str]]
+) -> None:
+    served, (pinned, other) = served_keys
+    keyring = tmp_path / "falco.gpg"
+    result = run_key_script(tmp_path, served, keyring, pinned)
+    assert result.returncode == 0, result.stderr
+    assert fingerprints_in(keyring) == [pinned]  # the other served key is not trusted
+    assert other not in fingerprints_in(keyring)
+
+
+def test_a_served_key_without_the_pinned_fingerprint_is_refused(
+    tmp_path: Path, served_keys: tuple[Path, list[str]]
+) -> None:
+    served, _ = served_keys
+    keyring = tmp_path / "falco.gpg"
+    result = run_key_script(tmp_path, served, keyring, falco.KEY_FINGERPRINT)
+    assert result.returncode == 1
+    assert f"does not hold the pinned key {falco.KEY_FINGERPRINT}" in result.stderr
+    assert not keyring.exists()
+    assert fingerprints_in(keyring) == []

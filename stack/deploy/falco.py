@@ -189,7 +189,7 @@ def apt_pin() -> str:
     )
 
 
-def install_key() -> str:
+def install_key(keyring: str = KEYRING, fingerprint: str = KEY_FINGERPRINT) -> str:
     """Shell script: Falco's key fetched, and only the key with the pinned fingerprint written
     into the repository's keyring; fails, writing nothing, when it is not there."""
     return f"""\
@@ -198,20 +198,21 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 curl -fsSL --proto =https --max-time 60 -o "$work/key.asc" {shlex.quote(KEY_URL)}
 gpg --batch --quiet --homedir "$work" --import "$work/key.asc"
-gpg --batch --homedir "$work" --export {KEY_FINGERPRINT} > "$work/keyring.gpg"
+gpg --batch --homedir "$work" --export {fingerprint} > "$work/keyring.gpg"
 if [ ! -s "$work/keyring.gpg" ]; then
-  echo "qcstack: {KEY_URL} does not hold the pinned key {KEY_FINGERPRINT}" >&2
+  echo "qcstack: {KEY_URL} does not hold the pinned key {fingerprint}" >&2
   exit 1
 fi
-install -m 0644 "$work/keyring.gpg" {KEYRING}
+install -m 0644 "$work/keyring.gpg" {shlex.quote(keyring)}
 """
 
 
-def key_fingerprints_command() -> str:
-    """Prints the primary fingerprints in the repository's keyring (empty when absent)."""
+def key_fingerprints_command(keyring: str = KEYRING) -> str:
+    """Prints the primary fingerprints in the repository's keyring (nothing when absent)."""
+    quoted = shlex.quote(keyring)
     return (
-        f"[ -f {KEYRING} ] && gpg --batch --with-colons --show-keys {KEYRING} 2>/dev/null "
-        '| awk -F: \'$1 == "pub" {p = 1; next} p && $1 == "fpr" {print $10; p = 0}\' || true'
+        f"[ -f {quoted} ] && gpg --batch --with-colons --show-keys {quoted} 2>/dev/null "
+        "| awk -F: '$1 == \"pub\" {p = 1; next} p && $1 == \"fpr\" {print $10; p = 0}' || true"
     )
 
 
