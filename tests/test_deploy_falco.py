@@ -293,7 +293,12 @@ def run_key_script(tmp_path: Path, served: Path, keyring: Path, fingerprint: str
 
 def fingerprints_in(keyring: Path) -> list[str]:
     command = falco.key_fingerprints_command(str(keyring))
-    return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.split()
+    home = keyring.parent / "show-keys"  # gpg makes its home folder: not this machine's ~/.gnupg
+    home.mkdir(mode=0o700, exist_ok=True)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    return subprocess.run(
+        ["sh", "-c", command], env=env, capture_output=True, text=True
+    ).stdout.split()
 
 
 def test_keyring_holds_the_pinned_key_alone_of_what_is_served(
