@@ -212,7 +212,7 @@ def key_fingerprints_command(keyring: str = KEYRING) -> str:
     quoted = shlex.quote(keyring)
     return (
         f"[ -f {quoted} ] && gpg --batch --with-colons --show-keys {quoted} 2>/dev/null "
-        "| awk -F: '$1 == \"pub\" {p = 1; next} p && $1 == \"fpr\" {print $10; p = 0}' || true"
+        '| awk -F: \'$1 == "pub" {p = 1; next} p && $1 == "fpr" {print $10; p = 0}\' || true'
     )
 
 

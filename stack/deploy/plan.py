@@ -170,9 +170,11 @@ def make_plan(
 
 
 def save_images(archive_dir: Path, images: tuple[Image, ...]) -> Path:
-    """`docker save` of exactly these images into one archive, made once per set of IDs (the
-    deploy ships only the images whose ID on the VM differs)."""
-    digest = hashlib.sha256(" ".join(i.id for i in images).encode()).hexdigest()[:16]
+    """`docker save` of exactly these images into one archive, made once per set of tags and IDs
+    (the deploy ships only the images whose ID on the VM differs)."""
+    # By tag and ID: `docker save` records the tags, so the same IDs under another image tag
+    # (QCSTACK_IMAGE_TAG) need their own archive.
+    digest = hashlib.sha256(" ".join(f"{i.tag}={i.id}" for i in images).encode()).hexdigest()[:16]
     archive = archive_dir / f"images-{digest}.tar"
     if archive.exists():
         return archive
