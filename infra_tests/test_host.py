@@ -367,7 +367,7 @@ def test_deploy_never_prints_a_secret(vm: VmAccess, redeploy: str) -> None:
 FALCO_NOT_INSTALLED = (
     "Falco is not installed on the host under test: no Falco package or repository can be reached "
     "from these machines, so the test VM is deployed with falco=off; here HOST-07 is checked by "
-    "the deploy's dry-run plan (tests/test_deploy.py) and the schema and lint checks of "
+    "the deploy's dry-run plan (tests/test_deploy_falco.py) and the schema and lint checks of "
     "falco/falco.yaml and falco/qcstack_rules.yaml only"
 )
 
