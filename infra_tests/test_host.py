@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from infra_tests.conftest import Container, gateway_audit, gateway_calls, stack_container
 from infra_tests.dockerhost import DockerHost
 from stack.build.images import IMAGES
-from stack.deploy import files
+from stack.deploy import falco, files
 from stack.deploy.plan import TEST_SECRET_NAMES
 from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
 from stack.settings import Settings
@@ -49,7 +50,10 @@ def vm(is_local: bool, settings: Settings) -> VmAccess:
 def deploy(
     vm: VmAccess, *extra: str, env: dict[str, str] | None = None, succeeds: bool = True
 ) -> str:
-    """`bin/qcstack deploy` of the test stack to the VM, as an operator runs it; its output."""
+    """`bin/qcstack deploy` of the test stack to the VM, as an operator runs it (with falco=off,
+    as vm-test deploys it); its output."""
+    # The test VM cannot reach Falco's repository: every deploy to it leaves Falco off.
+    env = {**(env or os.environ), "QCSTACK_FALCO": "off"}
     result = subprocess.run(
         [
             str(REPO / "bin" / "qcstack"),
@@ -356,6 +360,92 @@ def test_deploy_never_prints_a_secret(vm: VmAccess, redeploy: str) -> None:
         CANARY_BROKERAGE_PASSWORD,
     ):
         assert value not in output
+
+
+# HOST-07 -------------------------------------------------------------------------------------
+
+FALCO_NOT_INSTALLED = (
+    "Falco is not installed on the host under test: no Falco package or repository can be reached "
+    "from these machines, so the test VM is deployed with falco=off; here HOST-07 is checked by "
+    "the deploy's dry-run plan (tests/test_deploy_falco.py) and the schema and lint checks of "
+    "falco/falco.yaml and falco/qcstack_rules.yaml only"
+)
+
+
+@pytest.fixture(scope="module")
+def falco_host(docker: DockerHost) -> DockerHost:
+    """The host under test, when Falco is installed on it."""
+    status = docker.run("dpkg-query -W -f='${Status}' falco").stdout.strip()
+    if status != "install ok installed":
+        # The deploy's rules without the package: Falco was removed from a host it was put on.
+        assert docker.run("test -e %s", falco.RULES).rc != 0, f"{falco.RULES} without Falco"
+        pytest.skip(FALCO_NOT_INSTALLED)
+    return docker
+
+
+def deployed_falco_plan(docker: DockerHost) -> falco.FalcoPlan:
+    """What the deploy renders for this host: its responder port is in the deployed compose.env."""
+    env = dict(
+        line.split("=", 1) for line in docker.check("cat %s", files.COMPOSE_ENV).splitlines()
+    )
+    port = int(env["QCSTACK_RESPONDER_PORT"])
+    return falco.make_falco_plan("repository", REPO, port, None, "")
+
+
+@pytest.mark.control("HOST-07", "config")
+def test_falco_runs_the_pinned_release_with_the_deployed_config_and_rules(
+    falco_host: DockerHost, settings: Settings
+) -> None:
+    if settings.falco == "package":
+        record = falco_host.check("cat %s", falco.INSTALLED_PACKAGE).strip()
+        assert record == settings.falco_package_sha256
+    else:
+        version = falco_host.check("dpkg-query -W -f='${Version}' falco").strip()
+        assert version == falco.VERSION
+    plan = deployed_falco_plan(falco_host)
+    assert falco_host.check("cat %s", falco.CONFIG) == plan.config
+    assert falco_host.check("cat %s", falco.RULES) == plan.rules
+    assert falco_host.run("test -s %s", falco.STABLE_RULES).rc == 0  # the package's stable rules
+    falco_host.check("falco -c %s --dry-run", falco.CONFIG)  # both load, without an error
+    service = falco_host.host.service(falco.SERVICE)
+    assert service.is_enabled and service.is_running
+    masked = falco_host.run("systemctl is-enabled %s", falco.FALCOCTL_SERVICE).stdout.strip()
+    assert masked == "masked"
+
+
+def responder_alerts(docker: DockerHost, project: str, rule: str) -> int:
+    """How many alerts of `rule` the responder's audit log holds, read inside its container."""
+    responder = stack_container(docker, project, "falco-responder")
+    read = "import sys; print(open(sys.argv[1]).read(), end='')"
+    text = docker.check(
+        "docker exec %s /usr/bin/python3 -c %s %s",
+        responder.id,
+        read,
+        "/var/lib/qcstack-responder/audit.jsonl",
+    )
+    entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return sum(1 for e in entries if e.get("event") == "falco-alert" and e.get("rule") == rule)
+
+
+SENSITIVE_READ_RULE = "Read sensitive file untrusted"
+"""A stable rule (WARNING, not tagged qcstack: recorded, no lockdown) the test can trigger on the
+host itself: an untrusted program reading /etc/shadow."""
+
+
+@pytest.mark.control("HOST-07", "behaviour")
+def test_a_sensitive_read_on_the_host_reaches_the_responder(
+    falco_host: DockerHost, project: str
+) -> None:
+    before = responder_alerts(falco_host, project, SENSITIVE_READ_RULE)
+    falco_host.check("python3 -c %s", "open('/etc/shadow').read()")
+    for _ in range(20):  # http_output posts within a second or two; 10 s at most
+        if responder_alerts(falco_host, project, SENSITIVE_READ_RULE) > before:
+            break
+        time.sleep(0.5)
+    assert responder_alerts(falco_host, project, SENSITIVE_READ_RULE) > before, (
+        "Falco's alert never reached the responder: "
+        + falco_host.run("journalctl -u %s -n 30 --no-pager", falco.SERVICE).stdout
+    )
 
 
 # Upgrades ------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from stack.compose import ComposeProject
 from stack.falco.cli import add_falco_commands
 from stack.process import CommandError, run, step
@@ -354,8 +356,13 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+TEST_VM_FALCO_OFF = "the test VM cannot reach Falco's repository, and no Falco package exists here"
+"""Why the test VM is deployed with falco=off; HOST-07's tests skip there, saying Falco is not
+installed."""
+
+
 def vm_test_plan(settings: Settings) -> DeployPlan:
-    """The deploy plan of a test stack with fresh canary secrets, for the test VM."""
+    """The deploy plan of a test stack with fresh canary secrets, for the test VM; Falco off."""
     from stack.deploy.plan import make_plan
 
     return make_plan(
@@ -364,6 +371,7 @@ def vm_test_plan(settings: Settings) -> DeployPlan:
         secrets_dir=prepare_test_secrets(settings, settings.build_dir / "vm-secrets"),
         test_stack=True,
         gateway_port=settings.test_gateway_port,
+        falco_off_because=TEST_VM_FALCO_OFF,
     )
 
 
@@ -435,6 +443,11 @@ def cmd_vm_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
             run_deploy(vm.inventory, plan, dry=False)
         for control in CONTROLS:
             if control.disable_on_host is None or (args.control and control.id not in args.control):
+                continue
+            if control.id == "HOST-07" and plan.falco.mode == "off":
+                print(
+                    f"HOST-07 not switched off: Falco is off on the test VM ({TEST_VM_FALCO_OFF})"
+                )
                 continue
             with step(f"{control.id} switched off on the VM: {control.title}"):
                 report = reports / f"vm-{control.id}.json"
@@ -600,4 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(settings, args)
     except CommandError as error:
         print(f"qcstack: {error}", file=sys.stderr)
+        return 1
+    except ValidationError as error:
+        print(f"qcstack: a setting is wrong (QCSTACK_* or qcstack.env):\n{error}", file=sys.stderr)
         return 1

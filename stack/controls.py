@@ -768,6 +768,18 @@ CONTROLS: tuple[Control, ...] = (
         (),
         disable_on_host="chmod 0755 /etc/qcstack/secrets && chmod 0444 /etc/qcstack/secrets/*",
     ),
+    Control(
+        "HOST-07",
+        "Falco runs on the VM with the modern eBPF driver, qcstack's rules and http_output to the "
+        "responder",
+        "container-compromise",
+        f"stack/deploy/falco.py (pinned key and release, falco.yaml rendered for the responder's "
+        f"port, checked with falco --dry-run); {_DEPLOY} (falco_on_host)",
+        "a compromise of a container, or of the host, going unseen: without Falco on the VM no "
+        "DET rule runs and nothing engages the gateway's lockdown",
+        (),
+        disable_on_host="systemctl disable --now falco-modern-bpf.service",
+    ),
 )
 
 CONTROLS_BY_ID = MappingProxyType({control.id: control for control in CONTROLS})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from ipaddress import IPv4Network, ip_address
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,17 @@ class Settings(BaseSettings):
     {"lockdown_priority": "error"}; checked here, handed to its container as
     QCSTACK_RESPONDER_* variables."""
 
+    falco: Literal["repository", "package", "off"] = "repository"
+    """How the deploy puts Falco on the VM (HOST-07): from Falco's apt repository (its key pinned
+    by fingerprint, the package by version), from a .deb on the controller (`falco_package`,
+    checked by `falco_package_sha256`; for air-gapped hosts), or not at all."""
+
+    falco_package: Path | None = None
+    """With falco=package: the Falco .deb on the controller that the deploy uploads."""
+
+    falco_package_sha256: str = ""
+    """With falco=package: the .deb's sha256 (64 hex digits), checked on the VM before install."""
+
     test_hosts: str = "local://"
     """testinfra host spec the infra suites run against (local:// or ssh://user@vm)."""
 
@@ -179,6 +191,38 @@ class Settings(BaseSettings):
                     "Pick a subnet outside 172.16.0.0/12 and 192.168.0.0/16"
                 )
         return value
+
+    @field_validator("falco_package_sha256")
+    @classmethod
+    def _sha256(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[0-9a-f]{64}", value.strip().lower()):
+            raise ValueError(
+                f"falco_package_sha256 {value!r} is not a sha256 (64 hex digits): take it from "
+                "`sha256sum` of the .deb, or from Falco's release page"
+            )
+        return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _falco_package(self) -> Settings:
+        if self.falco != "package":
+            return self
+        package = self.falco_package
+        if package is None:
+            raise ValueError(
+                "falco=package needs falco_package (QCSTACK_FALCO_PACKAGE): the path of the Falco "
+                ".deb on this machine"
+            )
+        if not package.is_file() or not os.access(package, os.R_OK):
+            raise ValueError(
+                f"falco_package {package} is not a readable file: QCSTACK_FALCO_PACKAGE must name "
+                "the Falco .deb on this machine"
+            )
+        if not self.falco_package_sha256:
+            raise ValueError(
+                "falco=package needs falco_package_sha256 (QCSTACK_FALCO_PACKAGE_SHA256): the "
+                f"sha256 of {package}, checked on the VM before it is installed"
+            )
+        return self
 
     @field_validator("gateway")
     @classmethod
@@ -244,10 +288,10 @@ class Settings(BaseSettings):
             configs += ("/etc/otelcol/export-otlphttp.yaml",)
         return configs
 
-    @field_validator("ca_bundle", "build_dir", "secrets_dir")
+    @field_validator("ca_bundle", "build_dir", "secrets_dir", "falco_package")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
     @property
     def repo_root(self) -> Path:

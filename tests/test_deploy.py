@@ -111,7 +111,11 @@ def test_plan_holds_secrets_by_path_never_by_value(
         plan, "image_ids", lambda tags: tuple(plan.Image(t, "sha256:" + "0" * 64) for t in tags)
     )
     made = plan.make_plan(
-        Settings(), project="qcstack", secrets_dir=tmp_path, test_stack=True, gateway_port=18080
+        Settings(),
+        project="qcstack",
+        secrets_dir=tmp_path,
+        test_stack=True,
+        gateway_port=18080,
     )
     assert SECRET_VALUE not in repr(made)
     for secret in made.secrets:

@@ -198,7 +198,6 @@ def compose_env(
     egress_subnet: str,
     gateway_port: int,
     responder_port: int,
-    extra: Mapping[str, str] = {},
 ) -> str:
     """The variables compose.yaml reads, for the VM's paths; none is a secret."""
     values = {
@@ -211,7 +210,6 @@ def compose_env(
         "QCSTACK_GATEWAY_PORT": str(gateway_port),
         "QCSTACK_RESPONDER_ENV": RESPONDER_ENV,
         "QCSTACK_RESPONDER_PORT": str(responder_port),
-        **extra,
     }
     return "".join(f"{name}={value}\n" for name, value in values.items())
 

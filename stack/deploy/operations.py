@@ -19,6 +19,7 @@ from pyinfra.facts.server import Command
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import apt, files, server, systemd
 
+from stack.deploy import falco
 from stack.deploy import files as paths
 from stack.deploy.plan import DeployPlan, Secret, save_images
 
@@ -62,6 +63,22 @@ def secret_file(src: str, dest: str, uid: int) -> Generator[StringCommand | File
         f"chown {uid}:{uid} {shlex.quote(temp)} && chmod 0400 {shlex.quote(temp)} && "
         f"mv -f {shlex.quote(temp)} {shlex.quote(dest)}"
     )
+
+
+NEVER = WhenChanged()
+"""An `_if` for an operation that the facts show is not needed: it stays in the plan's listing,
+unchanged, so the listing is the same on every run."""
+
+
+def _unless(current: bool) -> WhenChanged | None:
+    return NEVER if current else None
+
+
+@operation()
+def nothing_to_do(reason: str) -> Generator[StringCommand]:
+    """An operation that changes nothing and says why, in the plan's listing."""
+    host.noop(reason)
+    yield from ()
 
 
 def _put_text(name: str, dest: str, text: str, mode: int) -> OperationMeta:
@@ -286,6 +303,82 @@ def stack_service(
         )
 
 
+def falco_on_host(plan: DeployPlan) -> None:
+    """HOST-07: Falco with the modern eBPF driver, qcstack's rules after the package's stable
+    ones, and http_output to the responder on loopback (HOST-02's firewall admits lo)."""
+    steps = falco.step_names(plan.falco)
+    if plan.falco.mode == "off":
+        nothing_to_do(name=steps["off"], reason=steps["off"])
+        return
+    installed = _fact("dpkg-query -W -f='${Status} ${Version}' falco 2>/dev/null || true")
+    if plan.falco.mode == "repository":
+        apt.packages(name=steps["tools"], packages=["curl", "gpg"], no_recommends=True)
+        keys = _fact(falco.key_fingerprints_command()).split()
+        server.shell(
+            name=steps["key"],
+            commands=[f"sh -c {shlex.quote(falco.install_key())}"],
+            _if=_unless(keys == [falco.KEY_FINGERPRINT]),
+        )
+        _put_text(steps["repository"], falco.SOURCES_LIST, falco.sources_list(), 0o644)
+        _put_text(steps["pin"], falco.APT_PIN, falco.apt_pin(), 0o644)
+        install = server.shell(
+            name=steps["install"],
+            commands=[f"sh -c {shlex.quote(falco.install_from_repository())}"],
+            _if=_unless(installed == f"install ok installed {falco.VERSION}"),
+        )
+    else:
+        upload = files.put(
+            name=steps["upload"],
+            src=str(plan.falco.package),
+            dest=plan.falco.package_dest,
+            user="root",
+            group="root",
+            mode="600",
+        )
+        record = _fact(f"cat {falco.INSTALLED_PACKAGE} 2>/dev/null || true")
+        script = falco.install_from_package(plan.falco.package_dest, plan.falco.package_sha256)
+        current = installed.startswith("install ok installed ") and (
+            record == plan.falco.package_sha256
+        )
+        install = server.shell(
+            name=steps["install"],
+            commands=[f"sh -c {shlex.quote(script)}"],
+            _if=WhenChanged(upload) if current else None,
+        )
+    masked = _fact(f"systemctl is-enabled {falco.FALCOCTL_SERVICE} 2>/dev/null || true")
+    server.shell(
+        name=steps["falcoctl"],
+        commands=[
+            f"systemctl mask {falco.FALCOCTL_SERVICE}",
+            f"systemctl stop {falco.FALCOCTL_SERVICE} 2>/dev/null || true",
+        ],
+        _if=_unless(masked == "masked"),
+    )
+    _put_text(steps["stage_config"], falco.STAGED_CONFIG, plan.falco.config, 0o644)
+    _put_text(steps["stage_rules"], falco.STAGED_RULES, plan.falco.rules, 0o644)
+    _put_text(steps["stage_check"], falco.CHECK_CONFIG, plan.falco.check, 0o644)
+    # The live files decide, not the staged ones: a hand edit of /etc/falco is put back.
+    live = _fact(falco.live_sums_command()).split()
+    wanted = [_sha256(plan.falco.config), _sha256(plan.falco.rules)]
+    replace = server.shell(
+        name=steps["replace"],
+        commands=[f"sh -c {shlex.quote(falco.replace_config())}"],
+        _if=_unless(live == wanted),
+    )
+    systemd.service(
+        name=steps["restart"],
+        service=falco.SERVICE,
+        running=True,
+        restarted=True,
+        _if=WhenChanged(install, replace),
+    )
+    systemd.service(name=steps["service"], service=falco.SERVICE, running=True, enabled=True)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def deploy_stack(plan: DeployPlan) -> None:
     """The whole deploy, in order: host hardening first, then Docker, then the stack."""
     ssh_hardening(plan)
@@ -295,3 +388,4 @@ def deploy_stack(plan: DeployPlan) -> None:
     images, previous = ship_images(plan)
     changes = stack_files(plan)
     stack_service(plan, changes, images, previous)
+    falco_on_host(plan)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stack.build.images import IMAGES
 from stack.deploy import files
+from stack.deploy.falco import FalcoPlan, make_falco_plan
 from stack.egress import render_policy
 from stack.process import CommandError, output, run, step
 from stack.secrets import STACK_SECRETS, owner
@@ -54,6 +55,8 @@ class DeployPlan:
     secrets: tuple[Secret, ...]
     mirror: str
     archive_dir: Path
+    falco: FalcoPlan
+    """HOST-07: Falco on the VM, from its repository, from a package file, or off."""
     """Where `docker save` archives of the images to ship are kept on the controller."""
 
 
@@ -101,7 +104,10 @@ def make_plan(
     secrets_dir: Path,
     test_stack: bool,
     gateway_port: int,
+    falco_off_because: str = "",
 ) -> DeployPlan:
+    """The deploy of one compose project. With `falco_off_because`, Falco is left off whatever
+    settings.falco says, and the plan says why."""
     root = settings.repo_root
     tags = tuple(settings.image(recipe.name) for recipe in IMAGES)
     copied = {
@@ -152,13 +158,23 @@ def make_plan(
         secrets=plan_secrets(secrets_dir, test_stack),
         mirror=settings.debian_mirror,
         archive_dir=settings.build_dir / "deploy",
+        falco=make_falco_plan(
+            settings.falco,
+            root,
+            responder_port,
+            settings.falco_package,
+            settings.falco_package_sha256,
+            falco_off_because,
+        ),
     )
 
 
 def save_images(archive_dir: Path, images: tuple[Image, ...]) -> Path:
-    """`docker save` of exactly these images into one archive, made once per set of IDs (the
-    deploy ships only the images whose ID on the VM differs)."""
-    digest = hashlib.sha256(" ".join(i.id for i in images).encode()).hexdigest()[:16]
+    """`docker save` of exactly these images into one archive, made once per set of tags and IDs
+    (the deploy ships only the images whose ID on the VM differs)."""
+    # By tag and ID: `docker save` records the tags, so the same IDs under another image tag
+    # (QCSTACK_IMAGE_TAG) need their own archive.
+    digest = hashlib.sha256(" ".join(f"{i.tag}={i.id}" for i in images).encode()).hexdigest()[:16]
     archive = archive_dir / f"images-{digest}.tar"
     if archive.exists():
         return archive
