@@ -277,6 +277,11 @@ def gateway_audit(docker: DockerHost, gateway: Container) -> list[dict[str, Any]
     return audit_entries(docker, gateway, f"{GATEWAY_STATE}/audit.jsonl")
 
 
+def responder_audit(docker: DockerHost, responder: Container) -> list[dict[str, Any]]:
+    """Every entry of the Falco responder's audit log."""
+    return audit_entries(docker, responder, f"{RESPONDER_STATE}/audit.jsonl")
+
+
 @pytest.fixture(scope="session")
 def tool_calls(docker: DockerHost, project: str, qc_mcp: Container) -> McpSession:
     """Real tool calls from an MCP client: qc-mcp -> egress proxy -> QuantConnect API double."""

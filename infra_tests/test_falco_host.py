@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from infra_tests.conftest import Canary, Container, StackContainers, audit_entries
+from infra_tests.conftest import Canary, Container, StackContainers, responder_audit
 from infra_tests.dockerhost import DockerHost
 from infra_tests.scenarios import SCENARIOS, run_scenario
 from stack.falco.scenarios import Scenario
 
-RESPONDER_AUDIT = "/var/lib/qcstack-responder/audit.jsonl"
 FALCO_UNITS = ("falco-modern-bpf", "falco")
 """The systemd units Falco's packages install; the deploy runs the modern eBPF one (HOST-07)."""
 ALERT_WAIT_SECONDS = 20.0
@@ -32,8 +31,9 @@ def falco_host(docker: DockerHost) -> str:
     if not docker.host.exists("falco"):
         pytest.skip(
             "Falco is not installed on the Docker host under test (no `falco` binary there), so "
-            "no rule can fire; run this suite against a host deployed with Falco (bin/qcstack "
-            "vm-test). The rules are checked without Falco in infra_tests/test_detection.py"
+            "no rule can fire; run this suite against a VM deployed with Falco (bin/qcstack "
+            "deploy with falco=repository or package; the test VM here deploys with Falco off). "
+            "The rules are checked without Falco in infra_tests/test_detection.py"
         )
     running = [unit for unit in FALCO_UNITS if docker.host.service(unit).is_running]
     assert running, f"the falco binary is installed but none of {FALCO_UNITS} is running"
@@ -46,7 +46,7 @@ def responder(falco_host: str, stack_containers: StackContainers) -> Container:
 
 
 def alerts(docker: DockerHost, responder: Container, rule: str) -> list[dict[str, Any]]:
-    entries = audit_entries(docker, responder, RESPONDER_AUDIT)
+    entries = responder_audit(docker, responder)
     return [e for e in entries if e.get("event") == "falco-alert" and e.get("rule") == rule]
 
 

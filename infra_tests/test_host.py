@@ -18,12 +18,18 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from infra_tests.conftest import Container, gateway_audit, gateway_calls, stack_container
+from infra_tests.conftest import (
+    Container,
+    gateway_audit,
+    gateway_calls,
+    responder_audit,
+    stack_container,
+)
 from infra_tests.dockerhost import DockerHost
 from stack.build.images import IMAGES
 from stack.deploy import falco, files
 from stack.deploy.plan import TEST_SECRET_NAMES
-from stack.secrets import GENERATED_SECRETS, SECRET_NAMES, owner
+from stack.secrets import STACK_SECRETS, owner
 from stack.settings import Settings
 from stack.testdata import (
     CANARY_API_TOKEN,
@@ -314,7 +320,7 @@ def test_an_image_swapped_on_the_vm_is_caught(
 
 
 def deployed_secrets() -> tuple[str, ...]:
-    return (*SECRET_NAMES, *GENERATED_SECRETS, *TEST_SECRET_NAMES)
+    return (*STACK_SECRETS, *TEST_SECRET_NAMES)
 
 
 @pytest.mark.control("HOST-06", "config")
@@ -415,15 +421,7 @@ def test_falco_runs_the_pinned_release_with_the_deployed_config_and_rules(
 
 def responder_alerts(docker: DockerHost, project: str, rule: str) -> int:
     """How many alerts of `rule` the responder's audit log holds, read inside its container."""
-    responder = stack_container(docker, project, "falco-responder")
-    read = "import sys; print(open(sys.argv[1]).read(), end='')"
-    text = docker.check(
-        "docker exec %s /usr/bin/python3 -c %s %s",
-        responder.id,
-        read,
-        "/var/lib/qcstack-responder/audit.jsonl",
-    )
-    entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    entries = responder_audit(docker, stack_container(docker, project, "falco-responder"))
     return sum(1 for e in entries if e.get("event") == "falco-alert" and e.get("rule") == rule)
 
 

@@ -20,7 +20,7 @@ import pytest
 from infra_tests.conftest import (
     RESPONDER_STATE,
     Container,
-    audit_entries,
+    responder_audit,
     stack_container,
     stack_network,
 )
@@ -114,10 +114,6 @@ def unlocked(admin: AdminApi) -> Iterator[AdminApi]:
         yield admin
     finally:
         admin.post("/lockdown/lift")
-
-
-def responder_audit(docker: DockerHost, responder: Container) -> list[dict[str, Any]]:
-    return audit_entries(docker, responder, f"{RESPONDER_STATE}/audit.jsonl")
 
 
 def running_settings(docker: DockerHost, responder: Container) -> dict[str, Any]:
