@@ -96,7 +96,9 @@ def offline_build(
     """Rebuilds `image` from `context` from scratch with no network at all."""
     labels = docker.inspect("image", settings.image(image))["Config"]["Labels"]
     result = docker.run(
-        "DOCKER_BUILDKIT=0 docker build --no-cache --network none --build-arg %s -t %s %s",
+        # --force-rm: the classic builder otherwise keeps the container of the refused step.
+        "DOCKER_BUILDKIT=0 docker build --no-cache --force-rm --network none "
+        "--build-arg %s -t %s %s",
         f"BASE_IMAGE={labels['qcstack.base']}",
         tag,
         str(context),
@@ -118,7 +120,8 @@ def test_image_build_needs_no_network(
 
 @pytest.mark.control("IMG-02", "config")
 @pytest.mark.parametrize(
-    ("service", "lock_name"), [("qc-mcp", "qc-mcp.txt"), ("gateway", "gateway.txt")]
+    ("service", "lock_name"),
+    [("qc-mcp", "qc-mcp.txt"), ("gateway", "gateway.txt"), ("falco-responder", "responder.txt")],
 )
 def test_image_holds_exactly_the_locked_distributions(
     qc_mcp_files: list[TarEntry],
