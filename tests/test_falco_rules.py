@@ -210,6 +210,22 @@ ATTACKS = [
     fires(
         UNEXPECTED,
         "DET-01",
+        "the audit verifier's command line started by the gateway itself",
+        event("gateway", exec_of("/usr/bin/python3.11", "-m gateway.audit verify"), {}),
+    ),
+    fires(
+        UNEXPECTED,
+        "DET-01",
+        "the gateway's audit verifier exec'd in the responder",
+        event(
+            "falco-responder",
+            exec_of("/usr/bin/python3.11", "-m gateway.audit verify", parent="runc"),
+            {},
+        ),
+    ),
+    fires(
+        UNEXPECTED,
+        "DET-01",
         "the service binary started by something else",
         event("gateway-relay", exec_of("/usr/local/bin/relay", "-to evil:22", "relay"), {}),
     ),
@@ -412,6 +428,22 @@ NORMAL_WORK = [
     *(
         quiet(UNEXPECTED, f"{service} starts", service_start(service))
         for service in SERVICE_PROCESS
+    ),
+    *(
+        quiet(
+            UNEXPECTED,
+            f"bin/qcstack audit verify in {service} (exec'd by {parent})",
+            event(
+                service,
+                exec_of("/usr/bin/python3.11", f"-m {module} verify", parent=parent),
+                {},
+            ),
+        )
+        for service, module in (
+            ("gateway", "gateway.audit"),
+            ("falco-responder", "responder.audit"),
+        )
+        for parent in ("runc", "containerd-shim")
     ),
     quiet(
         UNEXPECTED,
