@@ -15,7 +15,7 @@ import testinfra
 from infra_tests.dockerhost import DockerHost
 from stack.falco.rules import OUR_RULES, STABLE_RULES, RuleSet, load_rules
 from stack.settings import Settings
-from stack.suites import test_secrets_dir
+from stack.suites import lane_settings, test_secrets_dir
 
 PROBES = Path(__file__).parent / "probes"
 CANARY_IPV6_PREFIX = "fd0c:a7a1:5e57"  # unique local addresses: nobody else's
@@ -31,6 +31,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the tests of this control ID (repeatable); used by the mutation check",
     )
     group.addoption("--control-report", help="write each test's outcome and controls as JSON")
+    group.addoption(
+        "--mutation-lane",
+        type=int,
+        default=0,
+        help="the mutation check's lane of the stack under test (its subnet and ports)",
+    )
     group.addoption(
         "--disruptive",
         action="store_true",
@@ -86,8 +92,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings()
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """The settings, as a mutation lane's stack has them when the suites run against one."""
+    return lane_settings(Settings(), request.config.getoption("--mutation-lane"))
 
 
 @pytest.fixture(scope="session")

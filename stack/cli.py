@@ -110,13 +110,7 @@ def cmd_controls(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     from stack.build.base import ensure_base_image
     from stack.controls import CONTROLS
-    from stack.mutation import (
-        MutationResult,
-        check_control,
-        check_rules_controls,
-        mutable_controls,
-        rules_controls,
-    )
+    from stack.mutation import check_in_lanes, mutable_controls, rules_controls
 
     known = {c.id for c in CONTROLS}
     unknown = sorted(set(args.control) - known)
@@ -134,14 +128,7 @@ def cmd_mutation_check(settings: Settings, args: argparse.Namespace) -> int:
     base = ensure_base_image(settings)
     prepare_test_secrets(settings)
     remove_test_stacks(settings)
-    results: list[MutationResult] = []
-    for control in in_stack:
-        with step(f"{control.id} switched off: {control.title}"):
-            results.append(check_control(settings, control, base))
-    if in_rules:
-        ids = ", ".join(c.id for c in in_rules)
-        with step(f"{ids} switched off in the Falco rules file, each in turn, on one test stack"):
-            results += check_rules_controls(settings, in_rules)
+    results = check_in_lanes(settings, in_stack, in_rules, base)
     print("\nmutation check: each control switched off alone, its tests expected red")
     for result in results:
         print("  " + result.summary())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import queue
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -14,9 +18,9 @@ from stack.compose import ComposeProject
 from stack.controls import CONTROLS, Control, Override, Reset
 from stack.egress import render_policy
 from stack.falco.rules import OUR_RULES, RuleSet, load_rules
-from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run
+from stack.process import DOCKER_BUILD_ENVIRONMENT, CommandError, run, step
 from stack.settings import Settings
-from stack.suites import mutant_project_name, pytest_command, test_project
+from stack.suites import lane_settings, mutant_project_name, pytest_command, test_project
 from stack.testdata import CANARY_API_TOKEN
 
 
@@ -186,9 +190,10 @@ def mutation_project(settings: Settings, control: Control) -> ComposeProject:
 
 
 def run_control_tests(
-    settings: Settings, project: str, control: Control, *options: str
+    settings: Settings, lane: int, project: str, control: Control, *options: str
 ) -> MutationResult:
-    """Runs the infra suites' tests of `control` against `project`; counts the red ones."""
+    """Runs the infra suites' tests of `control` against `project`, the stack of mutation lane
+    `lane`; counts the red ones."""
     report = settings.build_dir / "mutations" / f"{control.id}.json"
     report.unlink(missing_ok=True)
     run(
@@ -197,6 +202,7 @@ def run_control_tests(
             project,
             "-q",
             "--no-header",
+            f"--mutation-lane={lane}",
             *options,
             f"--control={control.id}",
             f"--control-report={report}",
@@ -210,15 +216,17 @@ def run_control_tests(
     return MutationResult(control.id, red, total)
 
 
-def check_control(settings: Settings, control: Control, base: str) -> MutationResult:
-    """Runs the control's tests against a stack with the control switched off."""
+def check_control(settings: Settings, control: Control, base: str, lane: int = 0) -> MutationResult:
+    """Runs the control's tests against a stack, in mutation lane `lane`, with the control
+    switched off."""
+    settings = lane_settings(settings, lane)
     project = mutation_project(settings, control)
     try:
         if control.weaken_image is not None:
             build_weakened_image(control, settings, base)
         project.down(remove_volumes=True)
         project.up()
-        return run_control_tests(settings, project.name, control)
+        return run_control_tests(settings, lane, project.name, control)
     except CommandError as error:
         return MutationResult(control.id, {}, {}, str(error).splitlines()[0])
     finally:
@@ -234,9 +242,13 @@ def write_rules_mutant(settings: Settings, control: Control, rules: RuleSet) -> 
     return path
 
 
-def check_rules_controls(settings: Settings, controls: list[Control]) -> list[MutationResult]:
+def check_rules_controls(
+    settings: Settings, controls: list[Control], lane: int = 0
+) -> list[MutationResult]:
     """Runs each control's tests with its rules cut out of the rules file. These mutants change
-    nothing in the stack, so one test stack, brought up once, serves them all."""
+    nothing in the stack, so one test stack (in mutation lane `lane`), brought up once, serves
+    them all."""
+    settings = lane_settings(settings, lane)
     rules = load_rules()
     project = test_project(settings, mutant_project_name(settings))
     results: list[MutationResult] = []
@@ -250,7 +262,7 @@ def check_rules_controls(settings: Settings, controls: list[Control]) -> list[Mu
                 results.append(MutationResult(control.id, {}, {}, str(error)))
                 continue
             results.append(
-                run_control_tests(settings, project.name, control, f"--falco-rules={mutant}")
+                run_control_tests(settings, lane, project.name, control, f"--falco-rules={mutant}")
             )
     except CommandError as error:
         done = {result.control for result in results}
@@ -259,3 +271,41 @@ def check_rules_controls(settings: Settings, controls: list[Control]) -> list[Mu
     finally:
         project.down(remove_volumes=True)
     return results
+
+
+def check_in_lanes(
+    settings: Settings, in_stack: list[Control], in_rules: list[Control], base: str
+) -> list[MutationResult]:
+    """Every mutant, settings.mutation_lanes of them side by side, each job in a free lane: the
+    Falco rule controls first (one job, one stack: the longest), then a stack per control."""
+    jobs: list[tuple[str, Callable[[int], list[MutationResult]]]] = []
+    if in_rules:
+        ids = ", ".join(c.id for c in in_rules)
+        jobs.append(
+            (
+                f"{ids} switched off in the Falco rules file, each in turn, on one test stack",
+                functools.partial(check_rules_controls, settings, in_rules),
+            )
+        )
+    for control in in_stack:
+        check = functools.partial(check_control, settings, control, base)
+        jobs.append((f"{control.id} switched off: {control.title}", _as_list(check)))
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for lane in range(settings.mutation_lanes):
+        free.put(lane)
+
+    def run_job(job: tuple[str, Callable[[int], list[MutationResult]]]) -> list[MutationResult]:
+        title, check = job
+        lane = free.get()
+        try:
+            with step(f"[lane {lane}] {title}"):
+                return check(lane)
+        finally:
+            free.put(lane)
+
+    with ThreadPoolExecutor(max_workers=settings.mutation_lanes) as pool:
+        return [result for results in pool.map(run_job, jobs) for result in results]
+
+
+def _as_list(check: Callable[[int], MutationResult]) -> Callable[[int], list[MutationResult]]:
+    return lambda lane: [check(lane)]

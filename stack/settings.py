@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     test_responder_port: int = Field(default=18079, ge=1024, le=65535)
     """The same for the test stacks, so tests can run beside the operator's stack."""
 
+    mutation_lanes: int = Field(default=2, ge=1, le=4)
+    """How many mutant stacks the mutation check runs side by side. Lane 0 takes the test stacks'
+    subnet and ports; lane k the k-th /28 after test_egress_subnet and ports 100*k above the test
+    ports. Each stack wants about one CPU while it starts."""
+
     gateway: dict[str, Any] = {}
     """The gateway's own settings by name (gateway/settings.py), e.g. {"profile": "paper"};
     checked here, handed to the gateway container as QCSTACK_GATEWAY_* variables."""

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from stack.compose import ComposeProject
+from stack.process import CommandError
 from stack.secrets import write_secret
 from stack.settings import Settings
 from stack.testca import make_test_certificates
@@ -79,11 +82,38 @@ def mutant_project_name(settings: Settings) -> str:
     return f"{settings.test_project_name}-mutant"
 
 
+def lane_settings(settings: Settings, lane: int) -> Settings:
+    """The settings of a test stack that runs beside the test stack: lane 0 is the test stacks'
+    own; lane k takes the k-th /28 after test_egress_subnet, ports 100*k above the test ports
+    and a project name of its own (the mutation check runs its mutants in lanes)."""
+    if lane == 0:
+        return settings
+    subnet = settings.test_egress_subnet
+    first = int(subnet.network_address) + lane * subnet.num_addresses
+    try:
+        return Settings.model_validate(
+            {
+                **settings.model_dump(),
+                "test_project_name": f"{settings.test_project_name}-lane{lane}",
+                "test_egress_subnet": IPv4Network((first, subnet.prefixlen)),
+                "test_gateway_port": settings.test_gateway_port + 100 * lane,
+                "test_responder_port": settings.test_responder_port + 100 * lane,
+            }
+        )
+    except ValidationError as error:
+        raise CommandError(
+            f"mutation lane {lane} has no room beside the test stack ({error}); pick another "
+            "test_egress_subnet or test ports, or fewer mutation_lanes"
+        ) from None
+
+
 def remove_test_stacks(settings: Settings) -> None:
-    """Downs the test stack and the mutation check's, which share the test egress subnet: a
-    leftover of either (an interrupted run) would keep the other from starting."""
-    for name in (settings.test_project_name, mutant_project_name(settings)):
-        test_project(settings, name).down(remove_volumes=True)
+    """Downs the test stack and the mutation check's, which share the test egress subnet and
+    ports: a leftover of any (an interrupted run) would keep another from starting."""
+    test_project(settings).down(remove_volumes=True)
+    for lane in range(settings.mutation_lanes):
+        mutant = lane_settings(settings, lane)
+        test_project(mutant, mutant_project_name(mutant)).down(remove_volumes=True)
 
 
 def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:
