@@ -340,10 +340,28 @@ def test_audit_log_of_the_responder_verifies(docker: DockerHost, responder: Cont
     assert "intact" in result.stdout
 
 
+POST_FROM_THE_DOCKER_HOST = """
+import urllib.request
+request = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/alerts",
+    data=sys.argv[2].encode(),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+)
+with urllib.request.urlopen(request, timeout=10) as response:
+    report(status=response.status)
+"""
+
+
 @pytest.mark.control("DET-08", "behaviour")
 def test_responder_token_is_never_in_its_logs_inspect_or_audit_log(
-    docker: DockerHost, responder: Container
+    docker: DockerHost, settings: Settings, responder: Container
 ) -> None:
+    # An alert of this test's own, posted where Falco posts from (the Docker host's loopback,
+    # a deployed VM's too), so there is a record to search wherever the suite runs.
+    alert = json.dumps(falco_alert("Warning"))
+    posted = docker.host_probe(POST_FROM_THE_DOCKER_HOST, str(settings.test_responder_port), alert)
+    assert posted.data == {"status": 200}, posted.stderr
     logs = docker.check("docker logs %s 2>&1", responder.id)
     inspect = docker.check("docker inspect %s", responder.id)
     audit = json.dumps(responder_audit(docker, responder))
