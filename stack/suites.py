@@ -108,12 +108,12 @@ def lane_settings(settings: Settings, lane: int) -> Settings:
 
 
 def remove_test_stacks(settings: Settings) -> None:
-    """Downs the test stack and the mutation check's, which share the test egress subnet and
-    ports: a leftover of any (an interrupted run) would keep another from starting."""
-    test_project(settings).down(remove_volumes=True)
-    for lane in range(settings.mutation_lanes):
-        mutant = lane_settings(settings, lane)
-        test_project(mutant, mutant_project_name(mutant)).down(remove_volumes=True)
+    """Downs the test stack and the mutation check's lane 0, which share the test egress subnet
+    and ports: a leftover of either (an interrupted run) would keep the other from starting. The
+    other lanes' stacks share nothing with them, and each mutant downs its own lane's leftovers
+    before it starts."""
+    for name in (settings.test_project_name, mutant_project_name(settings)):
+        test_project(settings, name).down(remove_volumes=True)
 
 
 def pytest_command(settings: Settings, project: str, *extra: str) -> list[str]:
