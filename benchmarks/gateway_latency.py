@@ -158,7 +158,7 @@ def run_load(settings: Settings, project: str, plan: dict[str, Any]) -> dict[str
     }
 
 
-def report(data: dict[str, Any], paths: list[str]) -> bool:
+def report(data: dict[str, Any], paths: list[str], concurrency: list[int]) -> bool:
     """Prints the table; True when the gateway met both targets everywhere."""
     latencies: dict[str, list[float]] = data["latencies_ms"]
     errors: dict[str, list[str]] = data["errors"]
@@ -168,7 +168,7 @@ def report(data: dict[str, Any], paths: list[str]) -> bool:
     print(header + f"{'+p50 ms':>10}{'+p99 ms':>10}{'x p50':>8}{'x p99':>8}")
     print("-" * (len(header) + 36))
     for op in OPS:
-        for c in CONCURRENCY:
+        for c in concurrency:
             direct = latencies.get(f"direct|{op}|{c}", [])
             d50, d99 = percentile(direct, 0.5), percentile(direct, 0.99)
             for path in paths:
@@ -208,6 +208,13 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=600, help="calls per path, op and c")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        action="append",
+        metavar="C",
+        help="concurrent sessions to measure at (repeatable); default: 1, 16 and 64",
+    )
+    parser.add_argument(
         "--relay", action="store_true", help="also measure through gateway-relay (slower run)"
     )
     parser.add_argument(
@@ -246,6 +253,7 @@ def main() -> int:
         secrets_dir=secrets,
     )
     paths = ["direct", "gateway"] + (["relay"] if args.relay else [])
+    concurrency = sorted(set(args.concurrency or CONCURRENCY))
     token = TEST_GATEWAY_TOKEN
     plan = {
         "paths": {
@@ -253,9 +261,9 @@ def main() -> int:
             "gateway": {"url": "http://gateway:8080/mcp", "token": token},
             "relay": {"url": "http://gateway-relay:8080/mcp", "token": token},
         },
-        "concurrency": list(CONCURRENCY),
+        "concurrency": concurrency,
         "ops": list(OPS),
-        "calls": {str(c): args.calls for c in CONCURRENCY},
+        "calls": {str(c): args.calls for c in concurrency},
         "rounds": args.rounds,
         "warmup": 3,
         "deadline_seconds": 2700,
@@ -276,7 +284,7 @@ def main() -> int:
         if not args.keep:
             project.down(remove_volumes=True)
         shutil.rmtree(secrets, ignore_errors=True)
-    met = report(data, paths)
+    met = report(data, paths, concurrency)
     if args.gateway_memory:
         print(f"note: run with the gateway's memory limit overridden to {args.gateway_memory}")
     print(

@@ -17,7 +17,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -70,6 +71,15 @@ def lane_request(body: bytes) -> dict[str, Any] | None:
 
 def tool_error(text: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A fast-lane answer: its JSON-RPC message, and for a tool call that ran, its outcome
+    entry for the audit log, being written while the answer goes out."""
+
+    payload: bytes
+    outcome: asyncio.Future[None] | None = None
 
 
 class ListingCache:
@@ -145,19 +155,11 @@ class FastLane:
         if request is None or session is None:
             await self.app(scope, replay_body(body, receive), send)
             return
-        response_headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache, no-transform"),
-            (b"mcp-session-id", session.encode("latin-1")),
-        ]
-        start: Message = {"type": "http.response.start", "status": 200, "headers": response_headers}
         if request["method"] == "tools/list":
-            answer = self._listing(request, session)
+            reply = asyncio.ensure_future(self._listing(request, session))
         else:
-            answer = self._call(request, session)
-        payload = await _keeping_alive(answer, start, send)
-        event = b"event: message\ndata: " + payload + b"\n\n"
-        await send({"type": "http.response.body", "body": event})
+            reply = asyncio.ensure_future(self._call(request, session))
+        await _answer(reply, session, send)
 
     def _takes(
         self, request: Mapping[str, Any] | None, raw_headers: list[tuple[bytes, bytes]]
@@ -178,7 +180,7 @@ class FastLane:
         session = headers.get(SESSION_HEADER, "")
         return session if session and self.session_open(session) else None
 
-    async def _listing(self, request: Mapping[str, Any], session: str) -> bytes:
+    async def _listing(self, request: Mapping[str, Any], session: str) -> Reply:
         head = b'{"jsonrpc":"2.0","id":' + json.dumps(request["id"]).encode()
         with tracer.start_as_current_span(
             "tools/list",
@@ -188,12 +190,12 @@ class FastLane:
             record_exception=False,
         ) as span:
             try:
-                return head + b',"result":' + await self.listings.result() + b"}"
+                return Reply(head + b',"result":' + await self.listings.result() + b"}")
             except Exception as error:  # the client gets an error, never a partial list
                 set_error(span, type(error).__name__)
-                return head + b',"error":' + json.dumps(LISTING_FAILED).encode() + b"}"
+                return Reply(head + b',"error":' + json.dumps(LISTING_FAILED).encode() + b"}")
 
-    async def _call(self, request: Mapping[str, Any], session: str) -> bytes:
+    async def _call(self, request: Mapping[str, Any], session: str) -> Reply:
         params = request["params"]
         tool = params["name"]
         ids = {"session": session, "request": str(request["id"])}
@@ -209,9 +211,10 @@ class FastLane:
             attributes=attributes,
             record_exception=False,  # exception texts stay in the gateway's log
         ) as span:
+            outcome: asyncio.Future[None] | None = None
             try:
                 admitted = await self.calls.admit(tool, params.get("arguments", {}), ids)
-                result = await self._relay(tool, admitted)
+                result, outcome = await self._relay(tool, admitted)
                 if result.get("isError"):
                     set_error(span, "tool_error")
             except Refused as refused:
@@ -221,9 +224,14 @@ class FastLane:
                 logger.exception("tool call %s failed in the gateway", tool)
                 set_error(span, type(error).__name__)
                 result = tool_error(PREFIX + f"{tool} failed in the gateway; see its log")
-        return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+        payload = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+        return Reply(payload, outcome)
 
-    async def _relay(self, tool: str, admitted: Admitted) -> dict[str, Any]:
+    async def _relay(
+        self, tool: str, admitted: Admitted
+    ) -> tuple[dict[str, Any], asyncio.Future[None]]:
+        """Upstream's result, and the call's outcome entry for the audit log, being written
+        already (the answer goes out while it is)."""
         brokerages = self.calls.gate.brokerages
         with tracer.start_as_current_span(
             f"tools/call {tool}",
@@ -237,17 +245,21 @@ class FastLane:
                 )
             except Exception as error:
                 set_error(span, type(error).__name__)
-                await self.calls.failed(admitted, type(error).__name__)
-                return tool_error(PREFIX + f"{tool} failed before an answer came back")
+                failed = self.calls.failed(admitted, type(error).__name__)
+                return (
+                    tool_error(PREFIX + f"{tool} failed before an answer came back"),
+                    asyncio.ensure_future(failed),
+                )
             if "error" in response:
                 set_error(span, str(response["error"].get("code", "jsonrpc_error")))
                 reported = response["error"].get("message", "error")
                 message = brokerages.scrub(f"qc-mcp: {reported}")
-                await self.calls.failed(admitted, message)
-                return tool_error(message)
+                return tool_error(message), asyncio.ensure_future(
+                    self.calls.failed(admitted, message)
+                )
         result: dict[str, Any] = brokerages.scrub_json(response["result"])
-        await self.calls.completed(admitted, is_error=bool(result.get("isError")))
-        return result
+        completed = self.calls.completed(admitted, is_error=bool(result.get("isError")))
+        return result, asyncio.ensure_future(completed)
 
 
 def _server_attributes(method: str, request: Mapping[str, Any], session: str) -> dict[str, str]:
@@ -269,15 +281,41 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _keeping_alive(answer: Awaitable[bytes], start: Message, send: Send) -> bytes:
-    """Awaits the answer. A quick one goes out with the response's start in one piece; for a
-    slow one (a call held for a person) the start goes out after START_WITHIN_SECONDS, then an
-    SSE comment every KEEPALIVE_SECONDS until the answer is there."""
-    task = asyncio.ensure_future(answer)
-    done, _ = await asyncio.wait({task}, timeout=START_WITHIN_SECONDS)
-    await send(start)
-    while not done:
-        done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS)
-        if not done:
-            await send(WAITING)
-    return task.result()
+async def _answer(reply: asyncio.Future[Reply], session: str, send: Send) -> None:
+    """Sends the reply. A quick one (within START_WITHIN_SECONDS) goes out as one JSON
+    response with its length, so the client can use its connection again; a slow one (a call
+    held for a person) as a stream of server-sent events, an SSE comment every
+    KEEPALIVE_SECONDS until the reply is there. Then waits for the call's outcome to be in the
+    audit log."""
+    session_header = (b"mcp-session-id", session.encode("latin-1"))
+    done, _ = await asyncio.wait({reply}, timeout=START_WITHIN_SECONDS)
+    if done:
+        payload = reply.result().payload
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            session_header,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+    else:
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache, no-transform"),
+            session_header,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        while not done:
+            done, _ = await asyncio.wait({reply}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                await send(WAITING)
+        payload = reply.result().payload
+        await send(
+            {"type": "http.response.body", "body": b"event: message\ndata: " + payload + b"\n\n"}
+        )
+    outcome = reply.result().outcome
+    if outcome is not None:
+        try:
+            await outcome
+        except Refused as refused:  # the answer is out; the log says why the entry is missing
+            logger.error("the outcome of a tool call is not in the audit log: %s", refused)

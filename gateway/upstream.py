@@ -53,6 +53,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, ListToolsRequest
 
 from gateway.tracing import current_carrier
+from gateway.upstreamhttp import Answer, UpstreamConnectError, UpstreamHTTP
 
 logger = logging.getLogger("qcstack.gateway.upstream")
 
@@ -268,10 +269,7 @@ class UpstreamPool:
         self.generation = 0
         """Goes up whenever a session is lost: upstream may have restarted as another version."""
         self._request_ids = itertools.count(1)
-        self._http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(30.0, read=300.0),
-            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
-        )
+        self._http = UpstreamHTTP(url)
 
     async def client(self) -> UpstreamClient:
         """A usable session, in turn; opens or replaces one only when it has to."""
@@ -328,7 +326,7 @@ class UpstreamPool:
                     self.retire(slot.client)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        await self._http.aclose()
+        self._http.close()
 
     async def request(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Upstream's JSON-RPC response (`result` or `error`) to one request on a pool session.
@@ -339,7 +337,7 @@ class UpstreamPool:
             return await self._post(client, method, params)
         except _SessionGone:
             logger.info("upstream session %s gone; sending again on a new one", client.name)
-        except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+        except UpstreamConnectError as error:
             logger.info("no connection to upstream (%s); trying a new session", error)
         return await self._post(await self.renew(client._slot, client), method, params)
 
@@ -364,13 +362,17 @@ class UpstreamPool:
         if carrier:
             sent["_meta"] = {**dict(sent.get("_meta") or {}), **carrier}
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": sent}
-        response = await self._http.post(self.url, content=json.dumps(body), headers=headers)
-        if response.status_code == 404:
+        finder = _ResponseFinder(request_id)
+        answer = await self._http.post(json.dumps(body).encode(), headers, enough=finder.enough)
+        if answer.status == 404:
             client.gone = True
             raise _SessionGone
-        if response.status_code != 200:
-            raise UpstreamAnswerError(f"upstream answered HTTP {response.status_code}")
-        return _response_to(request_id, response)
+        if answer.status != 200:
+            raise UpstreamAnswerError(f"upstream answered HTTP {answer.status}")
+        response = finder.response or _response_to(request_id, answer)
+        if response is None:
+            raise UpstreamAnswerError("upstream's answer holds no response to the request")
+        return response
 
     def sessions(self) -> list[str | None]:
         """The upstream session ids in use (for tests and diagnostics)."""
@@ -380,16 +382,16 @@ class UpstreamPool:
         ]
 
 
-def _response_to(request_id: str, response: httpx2.Response) -> dict[str, Any]:
+def _response_to(request_id: str, answer: Answer) -> dict[str, Any] | None:
     """The JSON-RPC response with `request_id` in an answer of JSON or of server-sent events
-    (upstream may send its log notifications first, on the same stream)."""
-    media = response.headers.get("content-type", "").split(";")[0].strip()
+    (upstream may send its log notifications first, on the same stream); None if it has none."""
+    media = answer.media_type
     if media == "application/json":
-        candidates: list[Any] = [json.loads(response.content)]
+        candidates: list[Any] = [json.loads(answer.body)]
     elif media == "text/event-stream":
         candidates = [
             json.loads("\n".join(line[5:].lstrip(" ") for line in lines))
-            for lines in _event_data(response.text)
+            for lines in _event_data(answer.body.decode())
         ]
     else:
         raise UpstreamAnswerError(f"upstream answered {media or 'no media type'}")
@@ -397,7 +399,29 @@ def _response_to(request_id: str, response: httpx2.Response) -> dict[str, Any]:
         answered = isinstance(message, dict) and message.get("id") == request_id
         if answered and any(isinstance(message.get(key), dict) for key in ("result", "error")):
             return dict(message)
-    raise UpstreamAnswerError("upstream's answer holds no response to the request")
+    return None
+
+
+class _ResponseFinder:
+    """Looks for the response to one request in upstream's stream of server-sent events as it
+    comes in, so that the fast lane takes it without waiting for upstream to end the stream."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.needle = json.dumps(request_id).encode()
+        self.response: dict[str, Any] | None = None
+
+    def enough(self, headers: Mapping[str, str], body: bytes) -> bool:
+        if self.needle not in body or not body.endswith((b"\n\n", b"\r\n\r\n")):
+            return False
+        answer = Answer(200, headers, body)
+        if answer.media_type != "text/event-stream":
+            return False
+        try:
+            self.response = _response_to(self.request_id, answer)
+        except ValueError:  # an event cut short: wait for the rest
+            return False
+        return self.response is not None
 
 
 def _event_data(text: str) -> list[list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from pydantic import ValidationError
@@ -14,7 +13,7 @@ from responder.settings import ResponderSettings
 from responder.tracing import ResponderTracing
 from servicebase.audit import AuditError, AuditLog
 from servicebase.secrets import SettingsError, read_secret
-from servicebase.serving import serve
+from servicebase.serving import background_logging, serve
 
 
 def settings_problem(error: ValidationError) -> str:
@@ -35,12 +34,12 @@ def main() -> None:
         audit = AuditLog(settings.audit_path)
     except (SettingsError, AuditError) as error:
         sys.exit(f"qcstack responder: {error}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    tracing = ResponderTracing.start(settings.otel_endpoint, capacity=settings.otel_queue_spans)
-    caller = LockdownCaller(settings, token, audit.append)
-    responder = Responder(settings, audit, caller, Repeats(settings.suppress_seconds), tracing)
-    try:
-        serve(build_app(responder), settings.host, settings.port)
-    finally:
-        caller.stop()
-        tracing.shutdown()
+    with background_logging():
+        tracing = ResponderTracing.start(settings.otel_endpoint, capacity=settings.otel_queue_spans)
+        caller = LockdownCaller(settings, token, audit.append)
+        responder = Responder(settings, audit, caller, Repeats(settings.suppress_seconds), tracing)
+        try:
+            serve(build_app(responder), settings.host, settings.port)
+        finally:
+            caller.stop()
+            tracing.shutdown()

@@ -14,6 +14,7 @@ import pytest
 from fastmcp import Client
 
 from gateway import fastlane
+from gateway.calls import CallGate, Refused
 from gateway.middleware import PolicyMiddleware
 from gateway.server import build_gate
 from gateway.settings import GatewaySettings
@@ -185,3 +186,40 @@ async def test_a_held_call_keeps_its_stream_alive_until_a_person_decides(
     assert message["id"] == 7 and message["result"]["isError"]
     assert "denied" in message["result"]["content"][0]["text"]
     assert ("create_live_algorithm", "waiting") in audit_events(settings)
+
+
+async def raw_call(http: httpx2.AsyncClient, gateway: str, tag: str) -> httpx2.Response:
+    session = (await open_session(http, gateway, HEADERS)).headers["mcp-session-id"]
+    headers = {**HEADERS, "mcp-session-id": session}
+    await http.post(
+        gateway, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+    )
+    read = {"name": "read_account", "arguments": {"model": {"tag": tag}}}
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": read}
+    return await http.post(gateway, json=call, headers=headers)
+
+
+async def test_a_quick_answer_is_one_json_response_so_the_client_keeps_its_connection(
+    gateway: str,
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        answers = [await raw_call(http, gateway, f"json-{n}") for n in range(2)]
+    for n, answer in enumerate(answers):
+        assert answer.headers["content-type"] == "application/json"
+        assert int(answer.headers["content-length"]) == len(answer.content)
+        message = answer.json()
+        assert message["id"] == 3
+        assert message["result"]["structuredContent"]["tag"] == f"json-{n}"
+
+
+async def test_an_outcome_the_audit_log_cannot_take_does_not_take_the_answer_away(
+    gateway: str, settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unwritable(self: CallGate, *args: Any, **kwargs: Any) -> None:
+        raise Refused("qcstack gateway: audit log unavailable, call refused (disk full)")
+
+    monkeypatch.setattr(CallGate, "completed", unwritable)
+    async with httpx2.AsyncClient() as http:
+        answer = await raw_call(http, gateway, "ran-upstream")
+    assert answer.json()["result"]["structuredContent"]["tag"] == "ran-upstream"
+    assert audit_events(settings) == [("read_account", "allow")]
