@@ -86,13 +86,13 @@ class CallGate:
                 decision = Decision(Verdict.DENY, refusal)
             span.set_attribute("qcstack.policy.verdict", str(decision.verdict))
             span.set_attribute("qcstack.policy.profile", str(self.gate.profile))
-        await self.audit({**record, "event": str(decision.verdict), "reason": decision.reason})
+        self.audit({**record, "event": str(decision.verdict), "reason": decision.reason})
         if decision.verdict is Verdict.DENY:
             raise Refused(PREFIX + decision.reason)
         kind = kind_of(tool)
         limited = None if kind is None else self.gate.limiter.admit(tool, kind)
         if limited is not None:
-            await self.audit({**record, "event": "rate-limited", "reason": limited})
+            self.audit({**record, "event": "rate-limited", "reason": limited})
             raise Refused(PREFIX + limited)
         if decision.verdict is Verdict.HOLD:
             with tracer.start_as_current_span("qcstack.approval") as span:
@@ -101,15 +101,15 @@ class CallGate:
         try:
             filled = self.gate.brokerages.fill(tool, arguments)
         except BrokerageError as error:  # the store changed under a held call
-            await self.audit({**record, "event": "failed", "error": str(error)})
+            self.audit({**record, "event": "failed", "error": str(error)})
             raise Refused(PREFIX + str(error)) from None
         return Admitted(filled, record)
 
-    async def completed(self, admitted: Admitted, *, is_error: bool) -> None:
-        await self.audit({**admitted.record, "event": "completed", "is_error": is_error})
+    def completed(self, admitted: Admitted, *, is_error: bool) -> None:
+        self.audit({**admitted.record, "event": "completed", "is_error": is_error})
 
-    async def failed(self, admitted: Admitted, error: str) -> None:
-        await self.audit({**admitted.record, "event": "failed", "error": error[:500]})
+    def failed(self, admitted: Admitted, error: str) -> None:
+        self.audit({**admitted.record, "event": "failed", "error": error[:500]})
 
     async def _wait_for_approval(
         self,
@@ -121,10 +121,10 @@ class CallGate:
         try:
             held = await asyncio.to_thread(self.gate.approvals.hold, tool, arguments)
         except (ApprovalError, OSError) as error:
-            await self.audit({**record, "event": "failed", "error": "approval store unavailable"})
+            self.audit({**record, "event": "failed", "error": "approval store unavailable"})
             raise Refused(PREFIX + f"cannot hold {tool} for approval ({error}); refused") from None
         span.set_attribute("qcstack.approval.id", held.id)
-        await self.audit({**record, "event": "waiting", "approval": held.id})
+        self.audit({**record, "event": "waiting", "approval": held.id})
         deadline = asyncio.get_running_loop().time() + self.gate.approval_wait_seconds
         approval = held
         while approval.state is ApprovalState.PENDING:
@@ -138,25 +138,25 @@ class CallGate:
             with contextlib.suppress(ApprovalError):  # already expired: nothing left to close
                 await asyncio.to_thread(self.gate.approvals.deny, held.id, f"gateway ({waited})")
             span.set_attribute("qcstack.approval.outcome", "timeout")
-            await self.audit({**record, "event": "approval-timeout", "approval": held.id})
+            self.audit({**record, "event": "approval-timeout", "approval": held.id})
             raise Refused(PREFIX + f"not run: approval {held.id} got {waited}")
         if approval.state is ApprovalState.APPROVED and self.gate.lockdown.state().locked:
             # The kill switch wins over an approval given before it was pulled.
             span.set_attribute("qcstack.approval.outcome", "lockdown")
-            await self.audit({**record, "event": "lockdown", "approval": held.id})
+            self.audit({**record, "event": "lockdown", "approval": held.id})
             raise Refused(PREFIX + f"not run: lockdown was engaged while {held.id} was held")
         try:
             used = await asyncio.to_thread(self.gate.approvals.consume, held.id, tool, arguments)
         except ApprovalError as error:
             span.set_attribute("qcstack.approval.outcome", str(approval.state))
-            await self.audit({**record, "event": f"approval-{approval.state}", "approval": held.id})
+            self.audit({**record, "event": f"approval-{approval.state}", "approval": held.id})
             raise Refused(PREFIX + f"not run: {error}") from None
         span.set_attribute("qcstack.approval.outcome", "approved")
-        await self.audit(
+        self.audit(
             {**record, "event": "approved", "approval": used.id, "approved_by": used.decided_by}
         )
 
-    async def audit(self, entry: Mapping[str, Any]) -> None:
+    def audit(self, entry: Mapping[str, Any]) -> None:
         """On disk before the call goes on; a log that cannot be written stops the call.
 
         Written from the event loop itself, not a worker thread: an entry takes some 0.3 ms,

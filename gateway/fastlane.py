@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -75,11 +76,11 @@ def tool_error(text: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Reply:
-    """A fast-lane answer: its JSON-RPC message, and for a tool call that ran, its outcome
-    entry for the audit log, being written while the answer goes out."""
+    """A fast-lane answer: its JSON-RPC message, and for a tool call that ran upstream, what
+    writes its outcome into the audit log once the answer is out."""
 
     payload: bytes
-    outcome: asyncio.Future[None] | None = None
+    outcome: Callable[[], None] | None = None
 
 
 class ListingCache:
@@ -211,7 +212,7 @@ class FastLane:
             attributes=attributes,
             record_exception=False,  # exception texts stay in the gateway's log
         ) as span:
-            outcome: asyncio.Future[None] | None = None
+            outcome: Callable[[], None] | None = None
             try:
                 admitted = await self.calls.admit(tool, params.get("arguments", {}), ids)
                 result, outcome = await self._relay(tool, admitted)
@@ -229,9 +230,9 @@ class FastLane:
 
     async def _relay(
         self, tool: str, admitted: Admitted
-    ) -> tuple[dict[str, Any], asyncio.Future[None]]:
-        """Upstream's result, and the call's outcome entry for the audit log, being written
-        already (the answer goes out while it is)."""
+    ) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Upstream's result, and what writes the call's outcome into the audit log (once the
+        answer is out)."""
         brokerages = self.calls.gate.brokerages
         with tracer.start_as_current_span(
             f"tools/call {tool}",
@@ -245,21 +246,15 @@ class FastLane:
                 )
             except Exception as error:
                 set_error(span, type(error).__name__)
-                failed = self.calls.failed(admitted, type(error).__name__)
-                return (
-                    tool_error(PREFIX + f"{tool} failed before an answer came back"),
-                    asyncio.ensure_future(failed),
-                )
+                failed = partial(self.calls.failed, admitted, type(error).__name__)
+                return tool_error(PREFIX + f"{tool} failed before an answer came back"), failed
             if "error" in response:
                 set_error(span, str(response["error"].get("code", "jsonrpc_error")))
                 reported = response["error"].get("message", "error")
                 message = brokerages.scrub(f"qc-mcp: {reported}")
-                return tool_error(message), asyncio.ensure_future(
-                    self.calls.failed(admitted, message)
-                )
+                return tool_error(message), partial(self.calls.failed, admitted, message)
         result: dict[str, Any] = brokerages.scrub_json(response["result"])
-        completed = self.calls.completed(admitted, is_error=bool(result.get("isError")))
-        return result, asyncio.ensure_future(completed)
+        return result, partial(self.calls.completed, admitted, is_error=bool(result.get("isError")))
 
 
 def _server_attributes(method: str, request: Mapping[str, Any], session: str) -> dict[str, str]:
@@ -285,20 +280,21 @@ async def _answer(reply: asyncio.Future[Reply], session: str, send: Send) -> Non
     """Sends the reply. A quick one (within START_WITHIN_SECONDS) goes out as one JSON
     response with its length, so the client can use its connection again; a slow one (a call
     held for a person) as a stream of server-sent events, an SSE comment every
-    KEEPALIVE_SECONDS until the reply is there. Then waits for the call's outcome to be in the
-    audit log."""
+    KEEPALIVE_SECONDS until the reply is there. The call's outcome goes into the audit log
+    after that, or when the reply comes if this stops waiting for it."""
     session_header = (b"mcp-session-id", session.encode("latin-1"))
-    done, _ = await asyncio.wait({reply}, timeout=START_WITHIN_SECONDS)
-    if done:
-        payload = reply.result().payload
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            session_header,
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-    else:
+    try:
+        done, _ = await asyncio.wait({reply}, timeout=START_WITHIN_SECONDS)
+        if done:
+            payload = reply.result().payload
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                session_header,
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
         headers = [
             (b"content-type", b"text/event-stream"),
             (b"cache-control", b"no-cache, no-transform"),
@@ -309,13 +305,25 @@ async def _answer(reply: asyncio.Future[Reply], session: str, send: Send) -> Non
             done, _ = await asyncio.wait({reply}, timeout=KEEPALIVE_SECONDS)
             if not done:
                 await send(WAITING)
-        payload = reply.result().payload
-        await send(
-            {"type": "http.response.body", "body": b"event: message\ndata: " + payload + b"\n\n"}
-        )
+        event = b"event: message\ndata: " + reply.result().payload + b"\n\n"
+        await send({"type": "http.response.body", "body": event})
+    finally:
+        if reply.done():
+            _record_outcome(reply)
+        else:
+            reply.add_done_callback(_record_outcome)
+
+
+def _record_outcome(reply: asyncio.Future[Reply]) -> None:
+    if reply.cancelled():
+        return
+    if reply.exception() is not None:
+        logger.error("a fast-lane reply failed", exc_info=reply.exception())
+        return
     outcome = reply.result().outcome
-    if outcome is not None:
-        try:
-            await outcome
-        except Refused as refused:  # the answer is out; the log says why the entry is missing
-            logger.error("the outcome of a tool call is not in the audit log: %s", refused)
+    if outcome is None:
+        return
+    try:
+        outcome()
+    except Refused as refused:  # the answer is out; the log says why the entry is missing
+        logger.error("the outcome of a tool call is not in the audit log: %s", refused)

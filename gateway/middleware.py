@@ -46,12 +46,12 @@ class PolicyMiddleware(Middleware):
                 result = self._scrubbed(await call_next(context))
             except ToolError as error:
                 message = self.gate.brokerages.scrub(str(error))
-                await self.calls.failed(admitted, message)
+                self.calls.failed(admitted, message)
                 raise ToolError(message) from None
             except Exception as error:
-                await self.calls.failed(admitted, type(error).__name__)
+                self.calls.failed(admitted, type(error).__name__)
                 raise ToolError(PREFIX + f"{tool} failed before an answer came back") from None
-            await self.calls.completed(admitted, is_error=_is_error(result))
+            self.calls.completed(admitted, is_error=_is_error(result))
         except Refused as refused:
             raise ToolError(str(refused)) from None
         return result

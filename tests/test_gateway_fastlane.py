@@ -215,7 +215,7 @@ async def test_a_quick_answer_is_one_json_response_so_the_client_keeps_its_conne
 async def test_an_outcome_the_audit_log_cannot_take_does_not_take_the_answer_away(
     gateway: str, settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def unwritable(self: CallGate, *args: Any, **kwargs: Any) -> None:
+    def unwritable(self: CallGate, *args: Any, **kwargs: Any) -> None:
         raise Refused("qcstack gateway: audit log unavailable, call refused (disk full)")
 
     monkeypatch.setattr(CallGate, "completed", unwritable)
