@@ -6,7 +6,9 @@ the two requests an agent makes all the time, on sessions FastMCP opened, and re
 the upstream pool as JSON-RPC: a tool call goes through the same CallGate as on FastMCP's
 path (decision, audit, rate limit, approval, brokerage fill), its answer is scrubbed of
 brokerage secrets; a listing is upstream's, filtered by the profile and kept for a while.
-Everything else (initialize, pings, notifications, DELETE, batches, requests on sessions
+A quick answer goes back as one JSON response (the client keeps its connection for the next
+call), a slow one as server-sent events kept alive; a call's outcome is audited once its answer
+is out. Everything else (initialize, pings, notifications, DELETE, batches, requests on sessions
 FastMCP does not know, anything unusual) goes on to FastMCP unchanged, whose policy
 middleware applies the same rules.
 """
