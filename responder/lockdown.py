@@ -61,6 +61,9 @@ class LockdownCaller:
         """When the last check of the gateway's state started (time.monotonic)."""
         self._engages_queued = 0
         """Engages asked for and not yet taken by the thread: /healthz's `pending` after a call."""
+        self._repeats_unchecked = 0
+        """Repeats whose check has not started yet: the first of them queues the check, the
+        others share it and queue nothing (a storm is a counter, not a queue)."""
         self._thread = threading.Thread(target=self._run, name="qcstack-lockdown", daemon=True)
         self._thread.start()
 
@@ -76,7 +79,10 @@ class LockdownCaller:
         """Asks for lockdown unless the gateway is locked already (a repeat's: an admin may have
         lifted the first alert's lockdown). Returns at once; checks asked for while one waits
         share it, and they start at least check_spacing_seconds apart."""
-        self._wanted.put(Wanted(reason[:MAX_REASON_CHARS], trace, check_first=True))
+        with self._lock:
+            self._repeats_unchecked += 1
+            if self._repeats_unchecked == 1:
+                self._wanted.put(Wanted(reason[:MAX_REASON_CHARS], trace, check_first=True))
 
     def status(self) -> CallerStatus:
         with self._lock:
@@ -90,22 +96,23 @@ class LockdownCaller:
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             # Alerts that came while a call was out need no call of their own: one engages all,
-            # and an engage makes the checks queued with it needless.
+            # and an engage makes a check queued with it needless.
             engages = [wanted for wanted in batch if not wanted.check_first]
+            if not engages:
+                self._check_then_deliver(batch[0])
+                continue
             with self._lock:
                 self._engages_queued -= len(engages)
-            first = engages[0] if engages else batch[0]
-            more = len(batch) - 1
+                repeats = self._take_repeats() if len(engages) < len(batch) else 0
+            more = len(engages) - 1 + repeats
+            first = engages[0]
             reason = first.reason if not more else f"{first.reason} (and {more} more alerts)"
-            if engages:
-                self._deliver(Wanted(reason[:MAX_REASON_CHARS], first.trace))
-            else:
-                self._check_then_deliver(Wanted(reason[:MAX_REASON_CHARS], first.trace), more)
+            self._deliver(Wanted(reason[:MAX_REASON_CHARS], first.trace))
 
     def _next_batch(self) -> list[Wanted] | None:
-        """The next wanted lockdown and all queued behind it; None to stop. A batch of checks
-        alone first waits out the spacing since the last check, gathering what comes meanwhile
-        (an engage that comes ends the wait)."""
+        """The next wanted lockdown and all queued behind it; None to stop. A check alone first
+        waits out the spacing since the last one, gathering what comes meanwhile (repeats join
+        it; an engage ends the wait, and the engage answers the repeats too)."""
         first = self._wanted.get()
         if first is None:
             return None
@@ -122,10 +129,18 @@ class LockdownCaller:
                 return None
             batch.append(more)
 
-    def _check_then_deliver(self, wanted: Wanted, more: int) -> None:
+    def _take_repeats(self) -> int:
+        """The repeats waiting for a check, which the check (or engage) about to start answers;
+        a repeat after this queues a check of its own. Called with the lock held."""
+        repeats, self._repeats_unchecked = self._repeats_unchecked, 0
+        return repeats
+
+    def _check_then_deliver(self, wanted: Wanted) -> None:
         """Reads the gateway's state; engages when it is not locked or cannot be read."""
+        with self._lock:
+            repeats = self._take_repeats()
         self._last_check = time.monotonic()
-        check: dict[str, Any] = {"alerts": more + 1, "trace": wanted.trace}
+        check: dict[str, Any] = {"alerts": repeats, "trace": wanted.trace}
         try:
             locked = is_locked(self.settings)
         except StateUnreadable as error:

@@ -33,6 +33,8 @@ class StandInGateway(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         """The engage calls."""
         self.locked = False
+        self.engage_delay = 0.0
+        """How long an engage call takes."""
         self.health_answer: tuple[int, bytes] | None = None
         self.checks: list[float] = []
         """When each GET /healthz came (time.monotonic)."""
@@ -47,6 +49,7 @@ class EngageHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
+        time.sleep(self.server.engage_delay)
         self.server.requests.append(
             {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
         )

@@ -161,3 +161,20 @@ def test_a_repeat_of_an_alert_that_engages_nothing_checks_nothing(
     ]
     time.sleep(0.3)
     assert gateway.checks == [] and gateway.requests == []
+
+
+def test_an_engage_answers_the_repeats_queued_with_it_and_later_repeats_are_checked_again(
+    running: Running, gateway: StandInGateway
+) -> None:
+    gateway.engage_delay = 0.5  # the first engage is out while the next two alerts come
+    assert running.post(alert()).json()["action"] == "lockdown"
+    post_repeat(running)
+    assert running.post(alert(container="other")).json()["action"] == "lockdown"
+    assert wait_until(lambda: running.caller.status().engaged == 2)
+    assert gateway.checks == []  # the second engage came after the repeat: it answers it
+    assert "(and 1 more alerts)" in gateway.requests[1]["body"]["reason"]
+    gateway.engage_delay = 0.0
+    gateway.locked = False  # an admin lifts lockdown
+    post_repeat(running)
+    assert wait_until(lambda: running.caller.status().engaged == 3 and gateway.locked)
+    assert len(gateway.checks) == 1
