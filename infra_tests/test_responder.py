@@ -1,8 +1,8 @@
 """DET-08: the Falco alert responder. Alerts in Falco's documented JSON format (json_output, as
 http_output posts them) go from the host to the responder's loopback port; a qcstack Critical
-alert engages lockdown through the real gateway within a second, others are recorded only, bad
-input is refused and still recorded. No Falco binary exists here: the tests post what Falco
-would."""
+alert engages lockdown through the real gateway within a second (and a repeat of it does again
+after an admin's lift), others are recorded only, bad input is refused and still recorded. No
+Falco binary exists here: the tests post what Falco would."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from infra_tests.conftest import (
     RESPONDER_STATE,
     Container,
+    gateway_audit,
     responder_audit,
     stack_container,
     stack_network,
@@ -222,22 +223,74 @@ def test_alert_below_the_threshold_or_not_qcstacks_is_recorded_only(
     assert (entry["action"], entry["priority"], entry["tags"]) == ("recorded", priority, list(tags))
 
 
+def lock_down_by(responder_url: str, admin: AdminApi, body: bytes) -> None:
+    """Posts an alert that engages lockdown and waits until it is engaged and its call recorded,
+    so what a repeat of it does comes after."""
+    assert post(responder_url, body)[1]["action"] == "lockdown"
+    assert wait_for(lambda: admin.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    assert wait_for(lambda: not health(responder_url)[1]["lockdown"]["pending"], DEADLINE_SECONDS)
+
+
+def entries_since(docker: DockerHost, responder: Container, seq: int) -> list[dict[str, Any]]:
+    return [e for e in responder_audit(docker, responder) if e["seq"] >= seq]
+
+
 @pytest.mark.control("DET-08", "behaviour")
-def test_repeated_alert_is_recorded_as_suppressed_without_another_lockdown_call(
+def test_a_repeat_after_an_admin_lift_locks_the_gateway_down_again_within_a_second(
     docker: DockerHost, responder: Container, responder_url: str, unlocked: AdminApi
 ) -> None:
+    alert = falco_alert("Critical")
+    body = json.dumps(alert).encode()
+    lock_down_by(responder_url, unlocked, body)
+    assert unlocked.post("/lockdown/lift")["locked"] is False
+    started = time.monotonic()
+    status, answer = post(responder_url, body)  # the same alert, within suppress_seconds
+    assert (status, answer["action"], answer["lockdown_check"]) == (200, "suppressed", True)
+    engaged = wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
+    elapsed = time.monotonic() - started
+    assert engaged, f"lockdown not engaged again {LOCKDOWN_SECONDS} s after the repeat"
+    state = unlocked.get("/lockdown")
+    assert state["by"] == "responder" and alert["rule"] in state["reason"], state
+    seq = answer["seq"]
+
+    def recorded() -> bool:
+        return any(e["event"] == "lockdown-call" for e in entries_since(docker, responder, seq))
+
+    assert wait_for(recorded, DEADLINE_SECONDS, 0.2)
+    repeat, check, call = entries_since(docker, responder, seq)[:3]
+    assert (repeat["action"], repeat["lockdown_check"]) == ("suppressed", True)
+    assert (check["event"], check["state"]) == ("lockdown-check", "not-locked")
+    assert (call["event"], call["outcome"]) == ("lockdown-call", "engaged")
+    assert repeat["trace"] and repeat["trace"] == check["trace"] == call["trace"]
+    print(f"lockdown engaged again {elapsed:.3f} s after the repeat")
+
+
+@pytest.mark.control("DET-08", "behaviour")
+def test_a_repeat_while_locked_down_reads_the_gateways_state_and_engages_nothing(
+    docker: DockerHost,
+    responder: Container,
+    responder_url: str,
+    unlocked: AdminApi,
+    project: str,
+) -> None:
     body = json.dumps(falco_alert("Critical")).encode()
-    assert post(responder_url, body)[1]["action"] == "lockdown"
-    assert wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
-    # The first call's own record is written before the repeat comes.
-    assert wait_for(lambda: not health(responder_url)[1]["lockdown"]["pending"], 5)
-    unlocked.post("/lockdown/lift")
+    lock_down_by(responder_url, unlocked, body)
+    locked = unlocked.get("/lockdown")
+    gateway = stack_container(docker, project, "gateway")
+    engaged = [e for e in gateway_audit(docker, gateway) if e["event"] == "lockdown-engaged"]
     status, answer = post(responder_url, body)
-    assert (status, answer["action"]) == (200, "suppressed")
-    assert not wait_for(lambda: unlocked.get("/lockdown")["locked"], LOCKDOWN_SECONDS)
-    entries = [e for e in responder_audit(docker, responder) if e["seq"] >= answer["seq"]]
-    assert entries[0]["action"] == "suppressed"
-    assert not [e for e in entries if e["event"] == "lockdown-call"], "a call for the repeat"
+    assert (status, answer["action"], answer["lockdown_check"]) == (200, "suppressed", True)
+    seq = answer["seq"]
+    assert wait_for(lambda: len(entries_since(docker, responder, seq)) >= 2, DEADLINE_SECONDS, 0.2)
+    # The check's entry comes before any engage call it makes: give one time to come.
+    time.sleep(LOCKDOWN_SECONDS)
+    repeat, check, *more = entries_since(docker, responder, seq)
+    assert (repeat["action"], repeat["lockdown_check"]) == ("suppressed", True)
+    assert (check["event"], check["state"]) == ("lockdown-check", "locked")
+    assert not [e for e in more if e["event"] == "lockdown-call"], "an engage call for the repeat"
+    assert unlocked.get("/lockdown") == locked  # not engaged over again: same reason and time
+    again = [e for e in gateway_audit(docker, gateway) if e["event"] == "lockdown-engaged"]
+    assert again == engaged, "the repeat wrote a lockdown-engaged entry at the gateway"
 
 
 MALFORMED = {

@@ -29,6 +29,11 @@ FIELDS_CHARS = 4096
 """The longest output_fields value (as text) the audit log keeps; longer ones are cut."""
 
 
+def lockdown_worthy(settings: ResponderSettings, alert: FalcoAlert) -> bool:
+    """One of qcstack's own alerts at or above the lockdown priority."""
+    return settings.lockdown_tag in alert.tags and alert.priority >= settings.lockdown_priority
+
+
 @dataclass(frozen=True)
 class Responder:
     settings: ResponderSettings
@@ -41,16 +46,15 @@ class Responder:
         """What the alert gets: "lockdown", "recorded", or "suppressed" for a repeat."""
         if self.repeats.is_repeat(alert.rule, alert.container):
             return "suppressed"
-        if (
-            self.settings.lockdown_tag in alert.tags
-            and alert.priority >= self.settings.lockdown_priority
-        ):
-            return "lockdown"
-        return "recorded"
+        return "lockdown" if lockdown_worthy(self.settings, alert) else "recorded"
 
 
-def alert_record(alert: FalcoAlert, action: str, trace: str | None) -> dict[str, Any]:
-    """The audit entry of an alert: what identifies it and what was done, its text bounded."""
+def alert_record(
+    alert: FalcoAlert, action: str, trace: str | None, lockdown_check: bool = False
+) -> dict[str, Any]:
+    """The audit entry of an alert: what identifies it and what was done, its text bounded.
+    lockdown_check: a suppressed repeat of a lockdown alert, for which the gateway's state is
+    checked (and lockdown engaged again when it is not locked: see the lockdown-check entry)."""
     fields = {
         name: text if len(text := str(value)) <= FIELDS_CHARS else text[:FIELDS_CHARS] + "..."
         for name, value in list(alert.output_fields.items())[:64]
@@ -61,6 +65,7 @@ def alert_record(alert: FalcoAlert, action: str, trace: str | None) -> dict[str,
         "priority": alert.priority.label,
         "tags": list(alert.tags),
         "action": action,
+        "lockdown_check": lockdown_check,
         "container": alert.container,
         "source": alert.source,
         "hostname": alert.hostname,
@@ -94,18 +99,25 @@ async def alerts(request: Request) -> Response:
             status = received.status if entry is not None else 503
             return JSONResponse({"error": received.reason, "recorded": entry is not None}, status)
         action = responder.action_for(received)
+        # A repeat is not let off: an admin may have lifted the first one's lockdown while the
+        # attack goes on, so the gateway's state is checked (a GET; engage only if not locked).
+        check = action == "suppressed" and lockdown_worthy(responder.settings, received)
         span.set_attribute("falco.rule", received.rule)
         span.set_attribute("falco.priority", received.priority.label)
         span.set_attribute("qcstack.action", action)
-        entry = await append(responder, alert_record(received, action, trace))
+        span.set_attribute("qcstack.lockdown_check", check)
+        entry = await append(responder, alert_record(received, action, trace, check))
+        # Even when the record failed: engaging lockdown is the safer state.
+        reason = f"Falco: {received.rule} ({received.priority.label})"
         if action == "lockdown":
-            # Even when the record failed: engaging lockdown is the safer state.
-            responder.caller.engage(f"Falco: {received.rule} ({received.priority.label})", trace)
+            responder.caller.engage(reason, trace)
+        elif check:
+            responder.caller.ensure(f"{reason}, repeated", trace)
         logger.info("alert %r (%s): %s", received.rule, received.priority.label, action)
         if entry is None:
             set_error(span, "audit")
             return JSONResponse({"error": "the audit log cannot be written", "action": action}, 503)
-        return JSONResponse({"action": action, "seq": entry["seq"]})
+        return JSONResponse({"action": action, "lockdown_check": check, "seq": entry["seq"]})
 
 
 async def healthz(request: Request) -> Response:

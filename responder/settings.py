@@ -33,7 +33,12 @@ class ResponderSettings(BaseSettings):
     """The largest alert accepted; Falco's alerts are a few KiB."""
     suppress_seconds: float = Field(default=60.0, ge=0, le=86400)
     """A repeat of an alert (same rule, same container) within this many seconds is recorded
-    as suppressed and calls nothing; 0 suppresses nothing."""
+    as suppressed and makes no engage call of its own; a repeat of a lockdown alert has the
+    gateway's state checked instead (`check_spacing_seconds`). 0 suppresses nothing."""
+    check_spacing_seconds: float = Field(default=0.25, ge=0, le=0.5)
+    """Checks of the gateway's lockdown state for repeats start at least this far apart: a storm
+    of repeats is one GET /healthz per period (and an engage only when it is not locked), and a
+    repeat waits at most this long for its check (DET-08 promises lockdown within a second)."""
     call_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     """How long one call to the gateway may take."""
     retry_attempts: int = Field(default=30, ge=1, le=1000)

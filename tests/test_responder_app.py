@@ -1,7 +1,8 @@
 """The responder (responder/app.py, lockdown.py, intake.py, repeats.py, server.py) against a
-stand-in of the gateway's engage endpoint on 127.0.0.1: every alert recorded before the answer,
-lockdown asked for at once, bad input refused and recorded, repeats suppressed, an unreachable
-gateway retried and reported, and no start without its token or with a bad setting."""
+stand-in of the gateway on 127.0.0.1 (tests/responder_standin.py): every alert recorded before the
+answer, lockdown asked for at once, bad input refused and recorded, repeats suppressed, an
+unreachable gateway retried and reported, and no start without its token or with a bad setting.
+What a repeat of a lockdown alert does: tests/test_responder_repeats.py."""
 
 from __future__ import annotations
 
@@ -10,57 +11,24 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from responder import server
-from responder.app import Responder, build_app
+from responder.gatewaycalls import ENGAGE_PATH
 from responder.intake import safe_excerpt
-from responder.lockdown import ENGAGE_PATH, LockdownCaller
 from responder.repeats import MAX_TRACKED, Repeats
-from responder.settings import ResponderSettings
-from responder.tracing import ResponderTracing
-from servicebase.audit import AuditError, AuditLog, verify
-
-TOKEN = b"unit-responder-token-0123456789"
-
-
-class StandInGateway(ThreadingHTTPServer):
-    """Answers POST /admin/api/lockdown/engage with the next scripted status (200 at the end),
-    and keeps what each request carried."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        super().__init__(("127.0.0.1", 0), EngageHandler)
-        self.statuses = statuses
-        self.requests: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class EngageHandler(BaseHTTPRequestHandler):
-    server: StandInGateway
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.server.requests.append(
-            {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
-        )
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        answer = json.dumps({"locked": status == 200, "by": "responder"}).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args: Any) -> None:
-        return None
+from servicebase.audit import AuditError, verify
+from tests.responder_standin import (
+    TOKEN,
+    Running,
+    StandInGateway,
+    alert,
+    make_settings,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -73,77 +41,12 @@ def gateway() -> Iterator[StandInGateway]:
     stand_in.server_close()
 
 
-def make_settings(tmp_path: Path, gateway_url: str, **more: Any) -> ResponderSettings:
-    values: dict[str, Any] = {
-        "gateway_url": gateway_url,
-        "state_dir": tmp_path,
-        "retry_first_seconds": 0.01,
-        "retry_max_seconds": 0.02,
-        "retry_attempts": 3,
-        "call_timeout_seconds": 1.0,
-        **more,
-    }
-    return ResponderSettings(**values)
-
-
-class Running:
-    def __init__(self, settings: ResponderSettings) -> None:
-        self.settings = settings
-        self.audit = AuditLog(settings.audit_path)
-        self.caller = LockdownCaller(settings, TOKEN, self.audit.append)
-        self.responder = Responder(
-            settings,
-            self.audit,
-            self.caller,
-            Repeats(settings.suppress_seconds),
-            ResponderTracing.start(""),
-        )
-        self.client = TestClient(build_app(self.responder))
-
-    def entries(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.settings.audit_path.read_text().splitlines()]
-
-    def post(self, document: Any, **headers: str) -> Any:
-        return self.client.post(
-            "/alerts",
-            content=json.dumps(document).encode(),
-            headers={"content-type": "application/json", **headers},
-        )
-
-
 @pytest.fixture
 def running(tmp_path: Path, gateway: StandInGateway) -> Iterator[Running]:
     started = Running(make_settings(tmp_path, gateway.url))
     yield started
     started.caller.stop()
     started.audit.close()
-
-
-def alert(
-    priority: str = "Critical",
-    tags: tuple[str, ...] = ("qcstack", "DET-01"),
-    container: str = "qcstack-qc-mcp-1",
-) -> dict[str, Any]:
-    return {
-        "rule": "qcstack unexpected process",
-        "priority": priority,
-        "output": "Critical unexpected process",
-        "output_fields": {"container.name": container, "proc.name": "sh"},
-        "source": "syscall",
-        "tags": list(tags),
-        "time": "2026-12-06T10:20:05.408091526Z",
-        "hostname": "vm",
-        "uuid": "5b9b6a8e-4a57-4a0b-9a43-9b0b4e0c1a7d",
-    }
-
-
-def wait_until(condition: Any, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_critical_qcstack_alert_is_recorded_then_engages_lockdown_with_the_token(
@@ -190,7 +93,7 @@ def test_threshold_is_a_setting(tmp_path: Path, gateway: StandInGateway) -> None
         started.caller.stop()
 
 
-def test_a_repeat_within_the_window_is_recorded_as_suppressed_and_calls_nothing(
+def test_a_repeat_within_the_window_is_recorded_as_suppressed_with_no_call_of_its_own(
     running: Running, gateway: StandInGateway
 ) -> None:
     assert running.post(alert()).json()["action"] == "lockdown"
