@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from stack.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def no_qcstack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check defaults and refusals: QCSTACK_* variables set in the shell (a second
+    test stack's ports, say) must not change what they see."""
+    for name in [name for name in os.environ if name.startswith("QCSTACK_")]:
+        monkeypatch.delenv(name)
 
 
 def test_defaults_build_from_debian_and_use_separate_test_project() -> None:
