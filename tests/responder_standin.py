@@ -4,7 +4,10 @@ check on 127.0.0.1, a responder running in-process on a test client, and Falco's
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,30 @@ class Running:
             content=json.dumps(document).encode(),
             headers={"content-type": "application/json", **headers},
         )
+
+
+@contextmanager
+def serving_stand_in() -> Iterator[StandInGateway]:
+    """A stand-in gateway answering on a thread of its own, for as long as the block runs."""
+    stand_in = StandInGateway([])
+    thread = threading.Thread(target=stand_in.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.shutdown()
+        stand_in.server_close()
+
+
+@contextmanager
+def running_responder(tmp_path: Path, gateway: StandInGateway) -> Iterator[Running]:
+    """A responder whose gateway is `gateway`; its caller stopped and audit log closed after."""
+    started = Running(make_settings(tmp_path, gateway.url))
+    try:
+        yield started
+    finally:
+        started.caller.stop()
+        started.audit.close()
 
 
 def alert(

@@ -5,7 +5,6 @@ reported as an error, never guessed at."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -18,6 +17,7 @@ from gateway.upstreamhttp import (
     UpstreamHTTP,
     UpstreamHTTPError,
 )
+from tests.mcp_upstream import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -150,9 +150,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
 
 
 async def test_no_upstream_listening_is_a_connect_error() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago, and nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # free a moment ago: nothing listens on it
     with pytest.raises(UpstreamConnectError, match="cannot connect to"):
         await UpstreamHTTP(f"http://127.0.0.1:{port}/mcp", connect_timeout=5).post(b"{}", {})
 

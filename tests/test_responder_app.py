@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,26 +26,22 @@ from tests.responder_standin import (
     StandInGateway,
     alert,
     make_settings,
+    running_responder,
+    serving_stand_in,
     wait_until,
 )
 
 
 @pytest.fixture
 def gateway() -> Iterator[StandInGateway]:
-    stand_in = StandInGateway([])
-    thread = threading.Thread(target=stand_in.serve_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.shutdown()
-    stand_in.server_close()
+    with serving_stand_in() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
 def running(tmp_path: Path, gateway: StandInGateway) -> Iterator[Running]:
-    started = Running(make_settings(tmp_path, gateway.url))
-    yield started
-    started.caller.stop()
-    started.audit.close()
+    with running_responder(tmp_path, gateway) as started:
+        yield started
 
 
 def test_critical_qcstack_alert_is_recorded_then_engages_lockdown_with_the_token(

@@ -6,7 +6,6 @@ and a storm of repeats makes a bounded number of calls."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.responder_standin import Running, StandInGateway, alert, make_settings, wait_until
+from tests.responder_standin import (
+    Running,
+    StandInGateway,
+    alert,
+    make_settings,
+    running_responder,
+    serving_stand_in,
+    wait_until,
+)
 
 STORM = 100
 """Repeats posted back to back in the storm test."""
@@ -22,20 +29,14 @@ STORM = 100
 
 @pytest.fixture
 def gateway() -> Iterator[StandInGateway]:
-    stand_in = StandInGateway([])
-    thread = threading.Thread(target=stand_in.serve_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.shutdown()
-    stand_in.server_close()
+    with serving_stand_in() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
 def running(tmp_path: Path, gateway: StandInGateway) -> Iterator[Running]:
-    started = Running(make_settings(tmp_path, gateway.url))
-    yield started
-    started.caller.stop()
-    started.audit.close()
+    with running_responder(tmp_path, gateway) as started:
+        yield started
 
 
 def lock_down_once(running: Running) -> None:

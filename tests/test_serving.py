@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from servicebase.serving import background_logging
+from tests.mcp_upstream import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +45,6 @@ with background_logging():
             logging.getLogger("test").info("line %d after the server stopped", n)
         print("finally ran", flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_listening(port: int, process: subprocess.Popen[str]) -> None:
